@@ -1,0 +1,264 @@
+"""``count`` (one dummy pass, shape-only by default) and ``profile`` (your own passes)."""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map_only
+
+from ._capture import Session
+from ._registry import Resolver, validate_overrides
+from ._render import Profile
+
+__all__ = ["count", "profile", "ShapeOnlyError"]
+
+SizeLike = Union[Sequence[int], Sequence[Sequence[int]]]
+
+
+class ShapeOnlyError(RuntimeError):
+    """The model's forward depends on tensor values, so it cannot run shape-only."""
+
+
+# -- argument checks (all before anything is touched) ----------------------------------------------
+def _check_model(model: object) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _check_strict(strict: object) -> None:
+    if not isinstance(strict, bool):
+        raise TypeError(f"strict must be True or False, got {strict!r}")
+
+
+def _is_dim(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _input_sizes(input_size: object) -> list[tuple[int, ...]]:
+    """``(1, 3, 224, 224)`` -> one shape; ``[(1, 3, 8), (1, 5)]`` -> several."""
+    expected = "a shape such as (1, 3, 224, 224) or a list of shapes, with positive integer sizes"
+    if not isinstance(input_size, (tuple, list, torch.Size)) or len(input_size) == 0:
+        raise ValueError(f"input_size must be {expected}; got {input_size!r}")
+    if all(isinstance(d, (tuple, list, torch.Size)) for d in input_size):
+        shapes = [tuple(s) for s in input_size]
+    else:
+        shapes = [tuple(input_size)]
+    for shape in shapes:
+        if not all(_is_dim(d) for d in shape):
+            raise ValueError(f"input_size must be {expected}; got {input_size!r}")
+    return shapes
+
+
+def _check_device(device: object) -> torch.device:
+    if isinstance(device, str):
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r}; expected 'meta' (shape-only) or 'cpu'") from None
+    if not isinstance(device, torch.device):
+        raise TypeError(f"device must be 'meta', 'cpu' or a torch.device, got {type(device).__name__}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} is not available on this machine; use 'meta' or 'cpu'")
+    if device.type not in ("meta", "cpu", "cuda"):
+        raise ValueError(f"unknown device {str(device)!r}; expected 'meta' (shape-only) or 'cpu'")
+    return device
+
+
+def _check_parameters(model: nn.Module, device: torch.device) -> None:
+    for name, tensor in _named_tensors(model):
+        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            raise ValueError(f"{name} is an uninitialized lazy parameter; run one real forward pass "
+                             "first so its shape is known")
+        if device.type != "meta" and tensor.is_meta:
+            raise ValueError(f"device={str(device)!r} runs real tensors, but {name} is on the meta device; "
+                             "use device='meta' (the default) for a model built without storage")
+
+
+def _named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    yield from model.named_parameters(remove_duplicate=False)
+    yield from model.named_buffers(remove_duplicate=False)
+
+
+def _needs_no_inputs(model: nn.Module) -> bool:
+    try:
+        signature = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return False
+    return all(
+        p.default is not inspect.Parameter.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        for p in signature.parameters.values()
+    )
+
+
+# -- stand-ins -------------------------------------------------------------------------------------
+def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
+    """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake)."""
+    out = torch.empty_strided(tuple(tensor.shape), tuple(tensor.stride()), dtype=tensor.dtype, device=device)
+    return out.requires_grad_(tensor.requires_grad) if out.is_floating_point() or out.is_complex() else out
+
+
+def _replacements(model: nn.Module, device: torch.device, fake: bool) -> dict[str, torch.Tensor]:
+    """Stand-ins for every parameter and buffer (tied tensors stay tied), keyed by qualified name.
+
+    On a real device parameters are used as they are and buffers are cloned, so nothing the
+    forward does (BatchNorm's running statistics) reaches the model.
+    """
+    made: dict[int, torch.Tensor] = {}
+    out = {}
+    for name, tensor in _named_tensors(model):
+        if id(tensor) not in made:
+            if device.type == "meta":
+                made[id(tensor)] = _standin(tensor, "cpu" if fake else "meta")
+            elif isinstance(tensor, nn.Parameter):
+                made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
+            else:
+                made[id(tensor)] = tensor.detach().to(device, copy=True)
+        out[name] = made[id(tensor)]
+    return out
+
+
+def _moved(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.detach().to(device).requires_grad_(tensor.requires_grad)
+
+
+def _inputs(inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]], dtype: torch.dtype,
+            device: torch.device, fake: bool) -> tuple[tuple, dict]:
+    if sizes is not None:
+        if device.type == "meta":
+            return tuple(torch.empty(s, dtype=dtype, device="cpu" if fake else "meta") for s in sizes), kwargs
+        return tuple(torch.zeros(s, dtype=dtype, device=device) for s in sizes), kwargs
+    if device.type == "meta":
+        convert = lambda t: _standin(t, "cpu" if fake else "meta")  # noqa: E731
+    else:
+        convert = lambda t: _moved(t, device) if (t.device != device or t.is_inference()) else t  # noqa: E731
+    return tree_map_only(torch.Tensor, convert, (inputs, kwargs))
+
+
+# -- the model's own state ---------------------------------------------------------------------
+def _snapshot(model: nn.Module) -> list[tuple[nn.Module, dict[str, Any]]]:
+    return [(m, dict(vars(m))) for m in model.modules()]
+
+
+def _restore(snapshot: list[tuple[nn.Module, dict[str, Any]]]) -> None:
+    """Undo attribute changes a forward made (an RNN re-caching its flat weights, say)."""
+    for module, attributes in snapshot:
+        current = vars(module)
+        if current.keys() != attributes.keys() or any(current[k] is not v for k, v in attributes.items()):
+            current.clear()
+            current.update(attributes)
+
+
+# -- the pass ----------------------------------------------------------------------------------------
+def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
+         dtype: torch.dtype, device: torch.device, resolver: Resolver, fake: bool) -> Profile:
+    with contextlib.ExitStack() as stack:
+        if fake:
+            from torch._subclasses.fake_tensor import FakeTensorMode
+            stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.enable_grad())
+        replacements = _replacements(model, device, fake)
+        args, kw = _inputs(inputs, kwargs, sizes, dtype, device, fake)
+        snapshot = _snapshot(model)
+        try:
+            with Session(model, resolver) as session:
+                torch.func.functional_call(model, replacements, args, kw, tie_weights=True, strict=False)
+        finally:
+            _restore(snapshot)
+    meta = {"device": "fake" if fake else device.type,
+            "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
+    return Profile(model, session.raw, session.spans, meta=meta)
+
+
+_DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",
+                   "GuardOnDataDependentSymNode")
+
+
+def _data_dependent(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    if names.intersection(_DATA_DEPENDENT):
+        return True
+    text = str(error)
+    return "cannot be called on meta tensors" in text or "data-independent" in text
+
+
+def count(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
+          dtype: torch.dtype = torch.float32, device: Union[str, torch.device] = "meta",
+          kwargs: Optional[Mapping[str, Any]] = None, formulas: Optional[Mapping[object, Any]] = None,
+          strict: bool = False) -> Profile:
+    """Count one forward pass of ``model`` and return its ``Profile``.
+
+    ``device="meta"`` (default) is shape-only: parameters, buffers and inputs are replaced by
+    stand-ins without storage, so nothing is computed or allocated and the model is untouched.
+    A model that needs a real device type (``torch.autocast(x.device.type)``) or mixes in CPU
+    tensors is retried under ``FakeTensorMode``. ``device="cpu"`` runs real tensors (zeros for
+    ``input_size``). Either way the model's parameters, buffers, mode, attributes and hooks are
+    left as they were.
+    """
+    _check_model(model)
+    _check_strict(strict)
+    if inputs and input_size is not None:
+        raise ValueError("give example inputs or input_size=, not both")
+    sizes = _input_sizes(input_size) if input_size is not None else None
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float32, got {dtype!r}")
+    device = _check_device(device)
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise TypeError(f"kwargs must be a dict of keyword inputs, got {type(kwargs).__name__}")
+    kwargs = dict(kwargs or {})
+    if not inputs and sizes is None and not kwargs and not _needs_no_inputs(model):
+        raise ValueError(f"{type(model).__name__}.forward takes inputs: pass example tensors or "
+                         "input_size=(...)")
+    resolver = Resolver(validate_overrides(formulas))
+    _check_parameters(model, device)
+
+    if device.type != "meta":
+        result = _run(model, inputs, kwargs, sizes, dtype, device, resolver, fake=False)
+    else:
+        result = _shape_only(model, inputs, kwargs, sizes, dtype, device, resolver)
+    result.check_unsupported(strict)
+    return result
+
+
+def _shape_only(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
+                dtype: torch.dtype, device: torch.device, resolver: Resolver) -> Profile:
+    try:
+        return _run(model, inputs, kwargs, sizes, dtype, device, resolver, fake=False)
+    except Exception as error:  # noqa: BLE001 - retried below, then re-raised unchanged
+        on_meta = error
+    try:
+        return _run(model, inputs, kwargs, sizes, dtype, device, resolver, fake=True)
+    except Exception as error:  # noqa: BLE001
+        on_fake = error
+    if _data_dependent(on_meta) or _data_dependent(on_fake):
+        where = [n for n in getattr(on_meta, "__notes__", []) if n.startswith("torchflops:")]
+        raise ShapeOnlyError(
+            f"{type(model).__name__} cannot run shape-only: its forward depends on tensor values "
+            f"({type(on_fake).__name__}: {str(on_fake).splitlines()[0] if str(on_fake) else ''})"
+            f"{'; ' + where[0][len('torchflops: '):] if where else ''}. "
+            "Count it on real tensors with device='cpu'."
+        ) from on_meta
+    raise on_meta
+
+
+@contextlib.contextmanager
+def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None,
+            strict: bool = False) -> Iterator[Profile]:
+    """Count every forward call of ``model`` made inside the block; yields the ``Profile``.
+
+    The profile is filled when the block ends (also when it raises); hooks are removed then.
+    """
+    _check_model(model)
+    _check_strict(strict)
+    resolver = Resolver(validate_overrides(formulas))
+    result = Profile.__new__(Profile)
+    session = Session(model, resolver)
+    with session:
+        try:
+            yield result
+        finally:
+            Profile.__init__(result, model, session.raw, session.spans, meta={"device": "profile"})
+    result.check_unsupported(strict)

@@ -1,0 +1,236 @@
+"""Capture: hooks and a function mode that record what each call saw, and nothing else.
+
+A ``Session`` puts a forward pre-hook and an always-called forward hook on every module of a
+model and pushes a ``TorchFunctionMode`` for the functional calls made outside modules that have
+a formula. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
+``RawCall``; every module call also leaves a ``Span`` (its shapes and which raw calls it made).
+Formulas are applied later, by the profile.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+from torch.overrides import TorchFunctionMode
+
+from ._call import Call, PackedInfo, TensorInfo
+from ._registry import Formula, Resolver
+
+__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX"]
+
+NOTE_PREFIX = "torchflops:"
+
+
+@dataclass(frozen=True, slots=True)
+class RawCall:
+    """One counted call: a module with a formula, or a functional call outside such modules."""
+
+    name: str                       # the module's qualified name (for a function: the enclosing module's)
+    type: str                       # class name, or function name
+    module: Optional[nn.Module]     # None for a functional call
+    formula: Formula
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One module call outside claimed subtrees: its shapes and the raw calls it made."""
+
+    name: str
+    module: nn.Module
+    call: Call
+    start: int                      # index of its first raw call
+    end: int                        # one past its last raw call
+    claimed: bool                   # the module has a formula (its raw call is ``end - 1``)
+
+
+class _GradTracker:
+    """Which tensors would need a gradient, for passes run while autograd is off.
+
+    Under ``no_grad``/``inference_mode`` autograd keeps no ``requires_grad`` on results, so the
+    function mode propagates it: a floating result needs a gradient when any tensor argument does.
+    """
+
+    _NON_DIFFERENTIABLE = {torch.Tensor.detach, torch.detach, torch.Tensor.detach_}
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref] = {}
+
+    def __call__(self, tensor: torch.Tensor) -> bool:
+        if tensor.requires_grad:
+            return True
+        ref = self._refs.get(id(tensor))
+        return ref is not None and ref() is tensor
+
+    def propagate(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        if func in self._NON_DIFFERENTIABLE:
+            return
+        if not any(self(t) for t in _iter_tensors((args, kwargs))):
+            return
+        for t in _iter_tensors(out):
+            if t.is_floating_point() or t.is_complex():
+                self._refs[id(t)] = weakref.ref(t)
+
+
+def _requires_grad(tensor: torch.Tensor) -> bool:
+    return tensor.requires_grad
+
+
+def _iter_tensors(value: Any):
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _iter_tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _iter_tensors(item)
+
+
+def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool] = _requires_grad) -> Any:
+    """Replace tensors by ``TensorInfo`` (packed sequences by ``PackedInfo``), keeping structure."""
+    if isinstance(value, torch.Tensor):
+        return TensorInfo(tuple(value.shape), needs_grad(value))
+    if isinstance(value, PackedSequence):
+        return PackedInfo(describe(value.data, needs_grad), tuple(int(n) for n in value.batch_sizes.tolist()))
+    if isinstance(value, (tuple, list)):
+        return tuple(describe(item, needs_grad) for item in value)
+    if isinstance(value, dict):
+        return {key: describe(item, needs_grad) for key, item in value.items()}
+    return value
+
+
+def _function_name(func: Callable) -> str:
+    return getattr(func, "__name__", None) or repr(func)
+
+
+class _FunctionMode(TorchFunctionMode):
+    """Sees every torch function call of the session's thread; hands them to the session."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._session = session
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        self._session.on_function(func, args, kwargs, out)
+        return out
+
+
+class Session:
+    """Hooks on one model for the duration of a ``with`` block, recording calls of this thread."""
+
+    def __init__(self, model: nn.Module, resolver: Resolver) -> None:
+        self.model = model
+        self.resolver = resolver
+        self.raw: list[RawCall] = []
+        self.spans: list[Span] = []
+        self._thread = threading.get_ident()
+        self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
+        self._claim = 0              # > 0 while inside a module that has a formula
+        self._handles: list[Any] = []
+        self._mode: Optional[_FunctionMode] = None
+        self._tracker = _GradTracker()
+        self._noted: Optional[BaseException] = None
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def __enter__(self) -> Session:
+        try:
+            for name, module in self.model.named_modules():
+                formula = self.resolver.for_module(module)
+                self._handles.append(module.register_forward_pre_hook(
+                    partial(self._pre, name, formula), prepend=True))
+                self._handles.append(module.register_forward_hook(
+                    partial(self._post, name, formula), prepend=True, with_kwargs=True,
+                    always_call=True))
+            self._mode = _FunctionMode(self)
+            self._mode.__enter__()
+        except BaseException:
+            self._remove_hooks()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            if self._mode is not None:
+                self._mode.__exit__(*exc_info)
+        finally:
+            self._mode = None
+            self._remove_hooks()
+            self._stack.clear()
+            self._claim = 0
+            self._noted = None
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    # -- module hooks ---------------------------------------------------------------------------
+    def _pre(self, name: str, formula: Optional[Formula], module: nn.Module, args: tuple) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        self._stack.append((module, name, len(self.raw), sys.exc_info()[1]))
+        if self._claim:
+            self._claim += 1
+        elif formula is not None:
+            self._claim = 1
+
+    def _post(self, name: str, formula: Optional[Formula], module: nn.Module, args: tuple,
+              kwargs: dict, output: Any) -> None:
+        if threading.get_ident() != self._thread or not self._stack or self._stack[-1][0] is not module:
+            return
+        _, _, start, ambient = self._stack.pop()
+        error = sys.exc_info()[1]
+        failed = error is not None and error is not ambient
+        if failed:
+            self._note(error, name, module, args, kwargs)
+        if self._claim > 1:
+            self._claim -= 1
+            return
+        claimed = self._claim == 1
+        self._claim = 0
+        if failed:
+            return
+        call = Call(describe(args, self._tracker), describe(kwargs, self._tracker),
+                    describe(output, self._tracker))
+        if claimed:
+            self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
+        self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
+
+    def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Say once, on the innermost module, where the user's forward raised and on what shapes."""
+        if error is self._noted:
+            return
+        self._noted = error
+        shapes = ", ".join(_shape_text(t) for t in _iter_tensors((args, kwargs))) or "no tensors"
+        where = f"module '{name}'" if name else "the model's own forward"
+        error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
+
+    # -- functional calls -----------------------------------------------------------------------
+    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        if threading.get_ident() != self._thread:
+            return
+        if not torch.is_grad_enabled():
+            self._tracker.propagate(func, args, kwargs, out)
+        if self._claim:
+            return
+        formula = self.resolver.for_function(func)
+        if formula is None:
+            return
+        enclosing = self._stack[-1][1] if self._stack else ""
+        call = Call(describe(args, self._tracker), describe(kwargs, self._tracker),
+                    describe(out, self._tracker))
+        self.raw.append(RawCall(enclosing, _function_name(func), None, formula, call))
+
+
+def _shape_text(tensor: torch.Tensor) -> str:
+    return "x".join(str(d) for d in tensor.shape) or "scalar"

@@ -1,0 +1,201 @@
+"""Render a profile: text tables (tabulate), the branch breakdown, dict/JSON/CSV; the public ``Profile``."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional
+
+from tabulate import tabulate, tabulate_formats
+
+from ._counts import FIELDS, ZERO, Counts
+from ._profile import ProfileData, Record, Shape
+
+__all__ = ["Profile", "human", "table", "branches", "to_dict", "to_json", "to_csv", "FORMATS"]
+
+# "markdown" is our name for tabulate's GitHub-flavoured pipe table.
+_ALIASES = {"markdown": "github"}
+FORMATS = tuple(sorted(set(tabulate_formats) | set(_ALIASES)))
+_UNITS = (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3))
+
+
+def human(n: int) -> str:
+    """``1498376192`` -> ``'1.50 G'``; below a thousand, the integer itself."""
+    for unit, scale in _UNITS:
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return str(n)
+
+
+def _shapes_text(shapes: Iterable[Shape]) -> str:
+    return ", ".join("x".join(map(str, s)) if s else "scalar" for s in shapes)
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+@dataclass(frozen=True)
+class _Row:
+    name: str
+    type: str
+    input_shapes: tuple[Shape, ...]
+    output_shapes: tuple[Shape, ...]
+    counts: Counts
+
+
+def _ancestor(name: str, depth: int) -> str:
+    return ".".join(name.split(".")[:depth]) if name else name
+
+
+def rows(profile: ProfileData, depth: Optional[int] = None) -> list[_Row]:
+    """One row per record, or with ``depth``, records below that depth folded into their ancestor."""
+    if depth is None:
+        return [_Row(r.name, r.type, r.input_shapes, r.output_shapes, r.counts) for r in profile.records]
+    own: dict[tuple[str, str], list[Record]] = {}
+    for r in profile.records:
+        key = _ancestor(r.name, depth)
+        # a record at or above the fold depth stays its own row (per type: a module's own
+        # functional calls are not mixed with its children)
+        own.setdefault((key, r.type) if key == r.name else (key, ""), []).append(r)
+    out = []
+    for (key, kind), records in own.items():
+        work = sum((r.counts for r in records), ZERO)
+        if kind:
+            first = records[0]
+            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work))
+        else:
+            inputs, outputs = profile.module_shapes(key)
+            out.append(_Row(key, profile.module_type(key), inputs, outputs,
+                            work.replace(params=profile.module(key).params)))
+    return out
+
+
+def _check_fmt(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown fmt {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    return _ALIASES.get(fmt, fmt)
+
+
+def _check_count(value: Optional[int], what: str, minimum: int) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum} or None, got {value!r}")
+
+
+_HEADERS = ("module", "type", "input shape", "output shape", "params", "MACs", "FLOPs",
+            "backward FLOPs", "comparisons", "share")
+
+
+def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple",
+          top: Optional[int] = None) -> str:
+    """A per-module table in human units; its rows add up to the total row."""
+    tab_fmt = _check_fmt(fmt)
+    _check_count(depth, "depth", 0)
+    _check_count(top, "top", 1)
+    total = profile.total
+    body = rows(profile, depth)
+    rest: list[_Row] = []
+    if top is not None and len(body) > top:
+        ranked = sorted(body, key=lambda r: (r.counts.macs, r.counts.comparisons), reverse=True)
+        kept = {id(r) for r in ranked[:top]}
+        rest = [r for r in body if id(r) not in kept]
+        body = [r for r in body if id(r) in kept]
+
+    def line(name: str, kind: str, inputs: str, outputs: str, c: Counts) -> list[str]:
+        return [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
+                human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
+
+    out = [line(r.name or "(model)", r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes),
+                r.counts) for r in body]
+    if rest:
+        other = sum((r.counts for r in rest), ZERO)
+        out.append(line(f"({len(rest)} more rows)", "", "", "", other))
+    inputs, outputs = profile.module_shapes("")
+    out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
+    if profile.unsupported:
+        listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
+        out.append([f"uncounted: {listed}"] + [""] * (len(_HEADERS) - 1))
+    return tabulate(out, headers=_HEADERS, tablefmt=tab_fmt, disable_numparse=True)
+
+
+def branches(profile: ProfileData, name: str) -> str:
+    """The direct children of ``name`` (and its own functional calls) with exact MACs and share."""
+    parent = profile.module(name)
+    lines = []
+    for child in profile.children(name):
+        lines.append([child.rsplit(".", 1)[-1], profile.module_type(child),
+                      f"{profile.module(child).macs:,}", _share(profile.module(child).macs, parent.macs)])
+    own: dict[str, int] = {}
+    for r in profile.records:
+        if r.name == name and r.type != profile.module_type(name):
+            own[r.type] = own.get(r.type, 0) + r.counts.macs
+    for kind, macs in own.items():
+        lines.append([f"({kind})", "function", f"{macs:,}", _share(macs, parent.macs)])
+    lines.append(["total", profile.module_type(name) or profile.model_name, f"{parent.macs:,}",
+                  _share(parent.macs, parent.macs)])
+    return tabulate(lines, headers=("branch", "type", "MACs", "share"), disable_numparse=True,
+                    colalign=("left", "left", "right", "right"))
+
+
+def _record_dict(r: Record) -> dict[str, Any]:
+    return {
+        "name": r.name, "type": r.type,
+        "input_shapes": [list(s) for s in r.input_shapes],
+        "output_shapes": [list(s) for s in r.output_shapes],
+        "input_needs_grad": list(r.input_needs_grad),
+        **r.counts.as_dict(),
+    }
+
+
+def to_dict(profile: ProfileData) -> dict[str, Any]:
+    """Exact integers: one entry per record, the total, what was not counted, and metadata."""
+    from . import __version__
+    return {
+        "model": profile.model_name,
+        "torchflops": __version__,
+        **profile.meta,
+        "records": [_record_dict(r) for r in profile.records],
+        "total": profile.total.as_dict(),
+        "unsupported": dict(profile.unsupported),
+    }
+
+
+def to_json(profile: ProfileData, indent: Optional[int] = 2) -> str:
+    return json.dumps(to_dict(profile), indent=indent)
+
+
+def to_csv(profile: ProfileData) -> str:
+    """One row per record, then a ``total`` row; exact integers."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("name", "type", "input_shapes", "output_shapes") + FIELDS)
+    for r in profile.records:
+        writer.writerow((r.name, r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes))
+                        + tuple(getattr(r.counts, f) for f in FIELDS))
+    total = profile.total
+    writer.writerow(("total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS))
+    return buffer.getvalue()
+
+
+class Profile(ProfileData):
+    """What a model costs: ``records``, ``total``, ``module(name)``, ``unsupported`` and their views."""
+
+    def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None) -> str:
+        """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows."""
+        return table(self, depth=depth, fmt=fmt, top=top)
+
+    def branches(self, name: str) -> str:
+        """The direct children of module ``name`` with their MACs and share of the parent."""
+        return branches(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return to_json(self, indent=indent)
+
+    def to_csv(self) -> str:
+        return to_csv(self)
