@@ -28,39 +28,41 @@ def conv(module: nn.modules.conv._ConvNd, call: Call) -> Counts:
 
 @register(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def conv_transpose(module: nn.modules.conv._ConvTransposeNd, call: Call) -> Counts:
-    """Each *input* element is scattered to ``out_channels / groups x prod(kernel)`` outputs.
+    """MACs: each *input* element is scattered to ``out_channels / groups x prod(kernel)`` outputs.
 
-    Output elements receive different numbers of products (some none); adds are counted
-    per output from the exact coverage along each axis.
+    Output elements receive different numbers of products (some none), so ``muls``/``adds`` come
+    from the exact per-axis coverage. NB: products that ``padding`` crops off the output are in
+    ``macs`` (PyTorch's convention, and the col2im work) but summed into no output, so not in ``muls``.
     """
     x, y = call.arg(0, "input"), call.output
     macs = x.numel * (module.out_channels // module.groups) * prod(module.kernel_size)
     dims = len(module.kernel_size)
-    covered = prod(
-        _covered_outputs(length, out_length, kernel, stride, padding, dilation)
+    axes = [
+        _axis_coverage(length, out_length, kernel, stride, padding, dilation)
         for length, out_length, kernel, stride, padding, dilation in zip(
             x.shape[-dims:], y.shape[-dims:], module.kernel_size, module.stride,
             module.padding, module.dilation,
         )
-    )
-    # Output elements with at least one product: every channel and batch entry at a covered position.
-    reached = y.numel // prod(y.shape[-dims:]) * covered
-    biases = y.numel if module.bias is not None else 0
+    ]
+    # Every output channel and batch entry sees the same spatial coverage; each product pairs an
+    # input channel of the group with a kernel tap.
+    planes = y.numel // prod(y.shape[-dims:])
+    muls = planes * (module.in_channels // module.groups) * prod(products for products, _ in axes)
+    reached = planes * prod(covered for _, covered in axes)
     return Counts(
         macs=macs,
-        muls=macs,
-        adds=macs - reached + biases,
+        muls=muls,
+        adds=muls - reached + (y.numel if module.bias is not None else 0),
         grad_input_flops=2 * macs if x.needs_grad else 0,
         grad_weight_flops=2 * macs if trainable(module.weight) else 0,
     )
 
 
-def _covered_outputs(length: int, out_length: int, kernel: int, stride: int, padding: int,
-                     dilation: int) -> int:
-    """How many output positions along one axis receive at least one product."""
-    reached = {
-        i * stride - padding + k * dilation
-        for i in range(length)
-        for k in range(kernel)
-    }
-    return sum(1 for o in reached if 0 <= o < out_length)
+def _axis_coverage(length: int, out_length: int, kernel: int, stride: int, padding: int,
+                   dilation: int) -> tuple[int, int]:
+    """Along one axis: (input-tap pairs landing inside the output, output positions reached)."""
+    landed = [
+        o for o in (i * stride - padding + k * dilation for i in range(length) for k in range(kernel))
+        if 0 <= o < out_length
+    ]
+    return len(landed), len(set(landed))

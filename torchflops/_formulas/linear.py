@@ -25,23 +25,23 @@ def linear(module: nn.Linear, call: Call) -> Counts:
 
 @register(nn.Bilinear)
 def bilinear(module: nn.Bilinear, call: Call) -> Counts:
-    """As ATen computes it: ``W . x2`` first (in1 x in2 MACs per output), then the dot with x1.
+    """As ATen contracts it: ``x1`` with the weight (``in1`` products per intermediate), then ``x2``.
 
-    NB: ATen's ``_trilinear`` contracts ``x1`` with the weight first, giving an intermediate of
-    ``out x in2`` elements that each sum ``in1`` products, then contracts ``in2`` with ``x2``.
+    NB: backward is ``_trilinear`` again for each gradient, which PyTorch's counter does not see;
+    we count 2 FLOPs per forward MAC for each gradient needed (x1, x2, weight), not ATen's exact
+    pairwise order.
     """
     x1, x2 = call.arg(0, "input1"), call.arg(1, "input2")
     rows = prod(x1.shape[:-1])
     out, in1, in2 = module.out_features, module.in1_features, module.in2_features
+    # (rows, out, in2) intermediates each sum in1 products; each output then sums in2 of them.
     first = dense(rows * out * in2, in1, biases=0, input_grad=False, weight_grad=False)
     second = dense(rows * out, in2, biases=int(module.bias is not None), input_grad=False, weight_grad=False)
     macs = first.macs + second.macs
-    # The gradient of x1 repeats the whole contraction with grad_out in place of x1; that of x2
-    # likewise; the weight's is the outer product grad_out x x1 x x2 (rows*out*in1*in2 MACs).
     return Counts(
         macs=macs,
         muls=macs,
         adds=first.adds + second.adds,
-        grad_input_flops=(2 * macs if x1.needs_grad else 0) + (2 * macs if x2.needs_grad else 0),
-        grad_weight_flops=2 * first.macs + 2 * rows * out * in1 if trainable(module.weight) else 0,
+        grad_input_flops=2 * macs * (int(x1.needs_grad) + int(x2.needs_grad)),
+        grad_weight_flops=2 * macs if trainable(module.weight) else 0,
     )

@@ -1,0 +1,86 @@
+"""Independent oracles the tests compare against: PyTorch's FlopCounterMode and brute-force counts."""
+from __future__ import annotations
+
+import copy
+import itertools
+from math import prod
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def flop_counter(module: nn.Module, shapes: Sequence[Sequence[int]], *, input_grad: bool = False,
+                 backward: bool = True, device: str = "meta") -> tuple[int, int]:
+    """(forward FLOPs, backward FLOPs) as PyTorch's FlopCounterMode counts them on ``device``.
+
+    Backward runs a real ``.backward()`` inside the mode; parameters keep their requires_grad.
+    """
+    module = copy.deepcopy(module).to(device)
+    inputs = [torch.zeros(s, device=device).requires_grad_(input_grad) for s in shapes]
+    with FlopCounterMode(display=False) as mode:
+        out = module(*inputs)
+        forward = mode.get_total_flops()
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        if backward and out.requires_grad:
+            out.sum().backward()
+    return forward, mode.get_total_flops() - forward
+
+
+
+def conv_transpose_products(x_shape, weight_shape, *, stride, padding, output_padding, groups,
+                            dilation) -> torch.Tensor:
+    dims = len(x_shape) - 2
+    fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[dims]
+    return fn(torch.ones(x_shape, dtype=torch.float64), torch.ones(weight_shape, dtype=torch.float64),
+              None, stride, padding, output_padding, groups, dilation)
+
+
+def exact_muls_adds(products: torch.Tensor, bias: bool) -> tuple[int, int]:
+    """Muls and adds of outputs that each sum ``products[i]`` products (+ one bias each)."""
+    p = products.to(torch.int64)
+    muls = int(p.sum())
+    adds = int((p - 1).clamp(min=0).sum()) + (p.numel() if bias else 0)
+    return muls, adds
+
+
+def max_pool_comparisons_loop(in_spatial: Sequence[int], out_spatial: Sequence[int], channels: int,
+                              kernel, stride, padding, dilation) -> int:
+    """Visit every output window and count the taps inside the input: valid elements - 1 each."""
+    total = 0
+    for out_pos in itertools.product(*(range(o) for o in out_spatial)):
+        valid = 1
+        for axis, o in enumerate(out_pos):
+            start = o * stride[axis] - padding[axis]
+            valid *= sum(1 for k in range(kernel[axis])
+                         if 0 <= start + k * dilation[axis] < in_spatial[axis])
+        total += valid - 1
+    return total * channels
+
+
+def window_taps_one_hot(pool, spatial) -> int:
+    """Sum over output windows of the input elements each reads, from PyTorch's own pooling.
+
+    Pool a batch of one-hot inputs (one per input position): the outputs that see the hot element
+    are non-zero (max-pooling never picks padding, averaging divides a positive value), so the
+    non-zeros over the batch count every (window, element read) pair.
+    """
+    n = prod(spatial)
+    one_hot = torch.eye(n, dtype=torch.float64).reshape(n, 1, *spatial)
+    out = pool(one_hot)
+    out = out[0] if isinstance(out, tuple) else out
+    return int((out != 0).sum())
+
+
+def max_pool_comparisons_sum_pool(x_shape: Sequence[int], kernel, stride, padding, ceil_mode) -> int:
+    """Sum-pool a tensor of ones (padding reads as zero): each window's sum is its valid count."""
+    ones = torch.ones(x_shape, dtype=torch.float64)
+    sums = F.avg_pool2d(ones, kernel, stride, padding, ceil_mode=ceil_mode, count_include_pad=True,
+                        divisor_override=1)
+    return int(sums.sum()) - sums.numel()
+
+
+def numel(shape: Sequence[int]) -> int:
+    return prod(shape)
