@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
@@ -152,6 +153,12 @@ def _restore(snapshot: list[tuple[nn.Module, dict[str, Any]]]) -> None:
 
 
 # -- the pass ----------------------------------------------------------------------------------------
+# functional_call swaps stand-ins into the model object for the length of the pass; two threads
+# counting the same model at once would restore each other's stand-ins. Passes are Python-bound
+# under the GIL anyway, so one lock for all of them costs nothing.
+_PASS_LOCK = threading.RLock()
+
+
 def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
          dtype: torch.dtype, device: torch.device, resolver: Resolver, fake: bool) -> Profile:
     with contextlib.ExitStack() as stack:
@@ -162,12 +169,13 @@ def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tup
         stack.enter_context(torch.enable_grad())
         replacements = _replacements(model, device, fake)
         args, kw = _inputs(inputs, kwargs, sizes, dtype, device, fake)
-        snapshot = _snapshot(model)
-        try:
-            with Session(model, resolver) as session:
-                torch.func.functional_call(model, replacements, args, kw, tie_weights=True, strict=False)
-        finally:
-            _restore(snapshot)
+        with _PASS_LOCK:
+            snapshot = _snapshot(model)
+            try:
+                with Session(model, resolver) as session:
+                    torch.func.functional_call(model, replacements, args, kw, tie_weights=True, strict=False)
+            finally:
+                _restore(snapshot)
     meta = {"device": "fake" if fake else device.type,
             "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
     return Profile(model, session.raw, session.spans, meta=meta)
