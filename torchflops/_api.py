@@ -257,16 +257,17 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
             strict: bool = False) -> Iterator[Profile]:
     """Count every forward call of ``model`` made inside the block; yields the ``Profile``.
 
-    The profile is filled when the block ends (also when it raises); hooks are removed then.
+    The profile is empty inside the block and filled when the block ends (also when it
+    raises); the hooks are removed then.
     """
     _check_model(model)
     _check_strict(strict)
     resolver = Resolver(validate_overrides(formulas))
-    result = Profile.__new__(Profile)
+    result = Profile(model, [], [], meta={"device": "profile"})
     session = Session(model, resolver)
     with session:
         try:
             yield result
         finally:
-            Profile.__init__(result, model, session.raw, session.spans, meta={"device": "profile"})
+            result._load(session.raw, session.spans)
     result.check_unsupported(strict)

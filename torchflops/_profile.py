@@ -67,13 +67,17 @@ class ProfileData:
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
                  meta: Optional[dict[str, Any]] = None) -> None:
         self._model = model
-        self.records: list[Record] = [_record(r) for r in raw]
+        self._modules = dict(model.named_modules())
         self.meta: dict[str, Any] = dict(meta or {})
+        self._load(raw, spans)
+
+    def _load(self, raw: list[RawCall], spans: list[Span]) -> None:
+        """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
+        self.records: list[Record] = [_record(r) for r in raw]
         self._calls: dict[str, Call] = {}
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
         self.unsupported: dict[str, int] = _unsupported(spans, self.records)
-        self._modules = dict(model.named_modules())
         self._total: Optional[Counts] = None
 
     # -- totals ---------------------------------------------------------------------------------
