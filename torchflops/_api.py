@@ -27,6 +27,20 @@ class ShapeOnlyError(RuntimeError):
 def _check_model(model: object) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(f"{model.original_name} is a TorchScript module, which runs out of Python's sight: "
+                        "count the eager module it was scripted or traced from")
+
+
+def _unwrapped(model: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` or ``DataParallel`` wrapper runs; its parameters are the same."""
+    while True:
+        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            model = model.module
+        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
 
 
 def _check_strict(strict: object) -> None:
@@ -208,6 +222,7 @@ def count(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
     """
     _check_model(model)
     _check_strict(strict)
+    model = _unwrapped(model)
     if inputs and input_size is not None:
         raise ValueError("give example inputs or input_size=, not both")
     sizes = _input_sizes(input_size) if input_size is not None else None
@@ -262,6 +277,9 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
     """
     _check_model(model)
     _check_strict(strict)
+    if _unwrapped(model) is not model and type(model).__name__ == "OptimizedModule":
+        raise TypeError("tf.profile cannot see inside torch.compile'd code: profile the original module "
+                        "(model._orig_mod, same parameters) or use tf.count(model, ...)")
     resolver = Resolver(validate_overrides(formulas))
     result = Profile(model, [], [], meta={"device": "profile"})
     session = Session(model, resolver)

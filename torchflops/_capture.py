@@ -144,13 +144,25 @@ class Session:
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
         try:
+            opaque: dict[int, str] = {}
             for name, module in self.model.named_modules():
+                if isinstance(module, torch.jit.ScriptModule):
+                    # TorchScript refuses per-module hooks and runs its insides out of Python's
+                    # sight: it is seen through global hooks, as one call without a formula.
+                    if not any(name.startswith(outer + ".") for outer in opaque.values()):
+                        opaque[id(module)] = name
+                    continue
                 formula = self.resolver.for_module(module)
                 self._handles.append(module.register_forward_pre_hook(
                     partial(self._pre, name, formula), prepend=True))
                 self._handles.append(module.register_forward_hook(
                     partial(self._post, name, formula), prepend=True, with_kwargs=True,
                     always_call=True))
+            if opaque:
+                self._handles.append(nn.modules.module.register_module_forward_pre_hook(
+                    partial(self._opaque_pre, opaque)))
+                self._handles.append(nn.modules.module.register_module_forward_hook(
+                    partial(self._opaque_post, opaque), with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
         except BaseException:
@@ -205,6 +217,17 @@ class Session:
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
+
+    def _opaque_pre(self, opaque: dict[int, str], module: nn.Module, args: tuple) -> None:
+        name = opaque.get(id(module))
+        if name is not None:
+            self._pre(name, None, module, args)
+
+    def _opaque_post(self, opaque: dict[int, str], module: nn.Module, args: tuple, kwargs: dict,
+                     output: Any) -> None:
+        name = opaque.get(id(module))
+        if name is not None:
+            self._post(name, None, module, args, kwargs, output)
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""

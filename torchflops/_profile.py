@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
+import torch
 from torch import nn
 
 from ._call import Call
@@ -152,13 +153,21 @@ def _unsupported(spans: list[Span], records: list[Record]) -> dict[str, int]:
             continue
         if any(_does_work(records[i].counts) for i in range(span.start, span.end)):
             continue
-        kind = type(span.module).__name__
+        kind = _kind(span.module)
         found[kind] = found.get(kind, 0) + 1
     return found
 
 
+def _kind(module: nn.Module) -> str:
+    if isinstance(module, torch.jit.ScriptModule):
+        return f"{module.original_name} (TorchScript)"
+    return type(module).__name__
+
+
 def _has_own_parameters(module: nn.Module) -> bool:
-    return next(iter(module.parameters(recurse=False)), None) is not None
+    # a TorchScript module's children are out of sight: its parameters are all its own
+    recurse = isinstance(module, torch.jit.ScriptModule)
+    return next(iter(module.parameters(recurse=recurse)), None) is not None
 
 
 def _does_work(counts: Counts) -> bool:
