@@ -56,7 +56,7 @@ def max_pool_comparisons_loop(in_spatial: Sequence[int], out_spatial: Sequence[i
             start = o * stride[axis] - padding[axis]
             valid *= sum(1 for k in range(kernel[axis])
                          if 0 <= start + k * dilation[axis] < in_spatial[axis])
-        total += valid - 1
+        total += max(valid - 1, 0)   # a window entirely in padding compares nothing
     return total * channels
 
 
@@ -64,14 +64,14 @@ def window_taps_one_hot(pool, spatial) -> int:
     """Sum over output windows of the input elements each reads, from PyTorch's own pooling.
 
     Pool a batch of one-hot inputs (one per input position): the outputs that see the hot element
-    are non-zero (max-pooling never picks padding, averaging divides a positive value), so the
-    non-zeros over the batch count every (window, element read) pair.
+    are positive (max-pooling never picks padding, which it reads as -inf; averaging divides a
+    positive value), so the positives over the batch count every (window, element read) pair.
     """
     n = prod(spatial)
     one_hot = torch.eye(n, dtype=torch.float64).reshape(n, 1, *spatial)
     out = pool(one_hot)
     out = out[0] if isinstance(out, tuple) else out
-    return int((out != 0).sum())
+    return int((out > 0).sum())
 
 
 def max_pool_comparisons_sum_pool(x_shape: Sequence[int], kernel, stride, padding, ceil_mode) -> int:

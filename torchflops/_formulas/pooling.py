@@ -16,28 +16,28 @@ def _tuple(value: int | Sequence[int], dims: int) -> tuple[int, ...]:
 
 
 def _valid_taps(length: int, out_length: int, kernel: int, stride: int, padding: int,
-                dilation: int) -> int:
-    """Sum over output positions of the window taps that land inside the input (not padding)."""
-    total = 0
+                dilation: int) -> tuple[int, int]:
+    """Along one axis: (window taps landing inside the input, windows with at least one)."""
+    taps = windows = 0
     for o in range(out_length):
         start = o * stride - padding
-        total += sum(1 for k in range(kernel) if 0 <= start + k * dilation < length)
-    return total
+        valid = sum(1 for k in range(kernel) if 0 <= start + k * dilation < length)
+        taps += valid
+        windows += valid > 0
+    return taps, windows
 
 
 def max_pool_comparisons(x: TensorInfo, y: TensorInfo, kernel: Sequence[int], stride: Sequence[int],
                          padding: Sequence[int], dilation: Sequence[int]) -> int:
-    """Valid window elements minus one, summed over output elements.
+    """Valid window elements minus one, summed over output elements (an all-padding window: none).
 
-    Windows are products of per-axis windows, so the sum over outputs factorises by axis.
+    Windows are products of per-axis windows, so the sums over outputs factorise by axis.
     """
     dims = len(kernel)
-    per_axis = prod(
-        _valid_taps(*args)
-        for args in zip(x.shape[-dims:], y.shape[-dims:], kernel, stride, padding, dilation)
-    )
+    axes = [_valid_taps(*args)
+            for args in zip(x.shape[-dims:], y.shape[-dims:], kernel, stride, padding, dilation)]
     channels = y.numel // prod(y.shape[-dims:])
-    return channels * per_axis - y.numel
+    return channels * (prod(taps for taps, _ in axes) - prod(windows for _, windows in axes))
 
 
 def adaptive_max_pool_comparisons(x: TensorInfo, y: TensorInfo, dims: int) -> int:
