@@ -4,10 +4,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from functools import partial
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils._pytree import tree_map_only
 
 from ._capture import Session
@@ -148,7 +150,16 @@ def _inputs(inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
         convert = lambda t: _standin(t, "cpu" if fake else "meta")  # noqa: E731
     else:
         convert = lambda t: _moved(t, device) if (t.device != device or t.is_inference()) else t  # noqa: E731
-    return tree_map_only(torch.Tensor, convert, (inputs, kwargs))
+    return tree_map_only((torch.Tensor, PackedSequence), partial(_convert, convert), (inputs, kwargs),
+                         is_leaf=lambda value: isinstance(value, PackedSequence))
+
+
+def _convert(convert: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
+    if not isinstance(value, PackedSequence):
+        return convert(value)
+    # PyTorch requires a packed sequence's batch sizes on the host: its loop reads them
+    indices = [None if t is None else convert(t) for t in (value.sorted_indices, value.unsorted_indices)]
+    return PackedSequence(convert(value.data), value.batch_sizes, *indices)
 
 
 # -- the model's own state ---------------------------------------------------------------------
