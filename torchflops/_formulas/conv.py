@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from math import prod
+from typing import Sequence
 
 from torch import nn
 
-from .._call import Call
+from .._call import Call, TensorInfo
 from .._counts import Counts
 from .._registry import register
 from ._dense import dense, trainable
@@ -28,30 +29,36 @@ def conv(module: nn.modules.conv._ConvNd, call: Call) -> Counts:
 
 @register(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def conv_transpose(module: nn.modules.conv._ConvTransposeNd, call: Call) -> Counts:
-    """Each *input* element is scattered to ``out_channels / groups x prod(kernel)`` outputs.
+    """Each *input* element is scattered to ``out_channels / groups x prod(kernel)`` outputs."""
+    return transposed(
+        call.arg(0, "input"), call.output, module.out_channels // module.groups, module.kernel_size,
+        module.stride, module.padding, module.dilation,
+        bias=module.bias is not None, weight_grad=trainable(module.weight),
+    )
+
+
+def transposed(x: TensorInfo, y: TensorInfo, out_per_group: int, kernel: Sequence[int],
+               stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int], *,
+               bias: bool, weight_grad: bool) -> Counts:
+    """A transposed convolution from ``x`` to ``y``, shared by the module and the functional call.
 
     Output elements receive different numbers of products (some none); adds are counted
     per output from the exact coverage along each axis.
     """
-    x, y = call.arg(0, "input"), call.output
-    macs = x.numel * (module.out_channels // module.groups) * prod(module.kernel_size)
-    dims = len(module.kernel_size)
+    macs = x.numel * out_per_group * prod(kernel)
+    dims = len(kernel)
     covered = prod(
-        _covered_outputs(length, out_length, kernel, stride, padding, dilation)
-        for length, out_length, kernel, stride, padding, dilation in zip(
-            x.shape[-dims:], y.shape[-dims:], module.kernel_size, module.stride,
-            module.padding, module.dilation,
-        )
+        _covered_outputs(*args)
+        for args in zip(x.shape[-dims:], y.shape[-dims:], kernel, stride, padding, dilation)
     )
     # Output elements with at least one product: every channel and batch entry at a covered position.
     reached = y.numel // prod(y.shape[-dims:]) * covered
-    biases = y.numel if module.bias is not None else 0
     return Counts(
         macs=macs,
         muls=macs,
-        adds=macs - reached + biases,
+        adds=macs - reached + (y.numel if bias else 0),
         grad_input_flops=2 * macs if x.needs_grad else 0,
-        grad_weight_flops=2 * macs if trainable(module.weight) else 0,
+        grad_weight_flops=2 * macs if weight_grad else 0,
     )
 
 
