@@ -159,7 +159,7 @@ def _einsum_terms(call: Call) -> tuple[list[list[Any]], set[Any], list[TensorInf
     terms = [_expand(term, len(info.shape) - len(term) + 1) for term, info in zip(terms, operands)]
     if explicit is None:     # implicit output: the broadcast axes and every label used once
         labels = [label for term in terms for label in term if not _is_axis(label)]
-        return terms, set(_expand([Ellipsis], broadcast)) | {l for l in labels if labels.count(l) == 1}, operands
+        explicit = [Ellipsis] + [label for label in labels if labels.count(label) == 1]
     return terms, set(_expand(explicit, broadcast)), operands
 
 
