@@ -21,9 +21,11 @@ __all__ = ["main"]
 FORMATS = ("table", "markdown", "json", "csv")
 _DEFAULT_SIZE = (1, 3, 224, 224)
 _VIDEO_FRAMES = 16          # torchvision's video models are measured on 16-frame clips
-# the published figures of these two leave out the auxiliary heads, which eval mode never runs
+# as torchvision's published figures count them: GoogLeNet without its auxiliary heads, Inception v3
+# with its one (eval mode never runs them, so only the parameters differ); init_weights=False skips
+# a warning about a changed default
 _TORCHVISION_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
-                       "inception_v3": {"aux_logits": False, "init_weights": False}}
+                       "inception_v3": {"init_weights": False}}
 
 
 class UsageError(Exception):
