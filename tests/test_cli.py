@@ -102,7 +102,7 @@ def not_a_model():
 
 @pytest.fixture
 def models_file(tmp_path):
-    path = tmp_path / "models.py"
+    path = tmp_path / "cli_models.py"
     path.write_text(TWO_INPUTS)
     return path
 
@@ -204,3 +204,32 @@ def test_python_dash_m():
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
     assert textwrap.shorten(done.stderr, 60).startswith("torchflops: error: ResNet failed on input 1x3x8")
+
+
+def readme_examples():
+    """The ``$ torchflops ...`` commands of the README's "Command line" section and their output."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    block = section.split("\n```\n", 1)[1].split("\n```", 1)[0]
+    examples = []
+    for chunk in ("\n" + block).split("\n$ ")[1:]:
+        command, _, output = chunk.partition("\n")
+        examples.append((command.split()[1:], output.rstrip("\n")))
+    return examples
+
+
+@pytest.mark.parametrize("argv, expected", readme_examples())
+def test_readme_examples_are_real_output(capsys, argv, expected):
+    status, out, err = run(capsys, *argv)
+    assert (out + err).rstrip("\n") == expected
+    assert status == (2 if err else 0)
+
+
+def test_a_module_file_that_fails_to_load(capsys, tmp_path):
+    path = tmp_path / "bad_module.py"
+    path.write_text("raise ImportError('needs a package that is not installed')\n")
+    status, _, err = run(capsys, f"{path}:build")
+    assert (status, err) == (2, f"torchflops: error: loading {path} failed: "
+                                "ImportError: needs a package that is not installed\n")
+    status, _, err = run(capsys, f"{tmp_path / 'missing.py'}:build")
+    assert status == 2 and "no such file" in err

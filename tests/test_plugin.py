@@ -3,8 +3,10 @@
 The plugin is loaded there through its ``pytest11`` entry point, as in a user's project.
 """
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -251,3 +253,14 @@ def test_bad_options_are_usage_errors(pytester, args, words):
     result = pytester.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{words}*"])
+
+
+def test_the_readme_budget_example_and_its_message(pytester):
+    pytest.importorskip("torchvision")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Budgets in CI", 1)[1].split("\n## ", 1)[0]
+    (_, code), (_, shown) = re.findall(r"```(\w*)\n(.*?)```", section, re.S)[:2]
+    pytester.makepyfile(test_model_cost=code)
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([line.replace("[", "[[]") for line in shown.splitlines()])

@@ -159,19 +159,23 @@ def _callable(spec: str) -> Callable[..., Any]:
     location, _, attribute = spec.rpartition(":")
     if not location or not attribute:
         raise UsageError(f"malformed model {spec!r}; expected package.module:callable or path/to/file.py:callable")
-    if location.endswith(".py") or os.sep in location or "/" in location:
-        if not os.path.isfile(location):
-            raise UsageError(f"no such file {location!r} (model {spec!r})")
-        module_name = os.path.splitext(os.path.basename(location))[0]
-        module_spec = importlib.util.spec_from_file_location(module_name, location)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules.setdefault(module_name, module)
-        module_spec.loader.exec_module(module)
-    else:
-        try:
+    is_file = location.endswith(".py") or "/" in location or os.sep in location
+    if is_file and not os.path.isfile(location):
+        raise UsageError(f"no such file {location!r} (model {spec!r})")
+    try:
+        if is_file:
+            name = os.path.splitext(os.path.basename(location))[0]
+            module_spec = importlib.util.spec_from_file_location(name, location)
+            module = importlib.util.module_from_spec(module_spec)
+            # registered like an imported module, so that code in it (dataclasses, pickling) finds itself
+            sys.modules.setdefault(name, module)
+            module_spec.loader.exec_module(module)
+        else:
             module = importlib.import_module(location)
-        except ImportError as error:
-            raise UsageError(f"cannot import {location!r} (model {spec!r}): {error}") from None
+    except ModuleNotFoundError as error:
+        raise UsageError(f"cannot import {location!r} (model {spec!r}): {error}") from None
+    except Exception as error:  # noqa: BLE001 - the user's own module failed while loading
+        raise _ModelError(f"loading {location} failed: {_first_line(error)}") from error
     target = getattr(module, attribute, None)
     if not callable(target):
         raise UsageError(f"{location!r} has no callable {attribute!r}")
