@@ -40,6 +40,8 @@ _EXPORTS = {
     "Call": "_call",
     "TensorInfo": "_call",
     "PackedInfo": "_call",
+    "assert_budget": "_budget",
+    "BudgetExceeded": "_budget",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -63,6 +65,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._api import ShapeOnlyError, count, profile
+    from ._budget import BudgetExceeded, assert_budget
     from ._call import Call, PackedInfo, TensorInfo
     from ._counts import Counts
     from ._profile import Record, UnsupportedError, UnsupportedWarning
