@@ -134,6 +134,11 @@ def _function_name(func: Callable) -> str:
     return getattr(func, "__name__", None) or repr(func)
 
 
+# Our hooks read shapes and flags of the model's tensors; with the function mode on, each read
+# would be intercepted by the mode itself (over a thousand times for GoogLeNet).
+_OWN_CODE = torch._C.DisableTorchFunction
+
+
 class _FunctionMode(TorchFunctionMode):
     """Sees every torch function call of the session's thread; hands them to the session."""
 
@@ -237,7 +242,8 @@ class Session:
         self._claim = 0
         if failed:
             return
-        call = self._describe(args, kwargs, output)
+        with _OWN_CODE():
+            call = self._describe(args, kwargs, output)
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
@@ -247,7 +253,8 @@ class Session:
         if error is self._noted:
             return
         self._noted = error
-        shapes = ", ".join(_shape_text(t) for t in _iter_tensors((args, kwargs))) or "no tensors"
+        with _OWN_CODE():
+            shapes = ", ".join(_shape_text(t) for t in _iter_tensors((args, kwargs))) or "no tensors"
         where = f"module '{name}'" if name else "the model's own forward"
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 
