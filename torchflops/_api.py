@@ -4,10 +4,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from functools import partial
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 from torch.utils._pytree import tree_map_only
 
 from ._capture import Session
@@ -115,24 +117,23 @@ def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     return out.requires_grad_(tensor.requires_grad) if out.is_floating_point() or out.is_complex() else out
 
 
-def _replacements(model: nn.Module, device: torch.device, fake: bool) -> dict[str, torch.Tensor]:
-    """Stand-ins for every parameter and buffer (tied tensors stay tied), keyed by qualified name.
+def _replacements(model: nn.Module, device: torch.device, fake: bool) -> dict[int, torch.Tensor]:
+    """Stand-ins for every parameter and buffer, keyed by the original's id (tied tensors stay tied).
 
     On a real device parameters are used as they are and buffers are cloned, so nothing the
     forward does (BatchNorm's running statistics) reaches the model.
     """
     made: dict[int, torch.Tensor] = {}
-    out = {}
-    for name, tensor in _named_tensors(model):
-        if id(tensor) not in made:
-            if device.type == "meta":
-                made[id(tensor)] = _standin(tensor, "cpu" if fake else "meta")
-            elif isinstance(tensor, nn.Parameter):
-                made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
-            else:
-                made[id(tensor)] = tensor.detach().to(device, copy=True)
-        out[name] = made[id(tensor)]
-    return out
+    for _, tensor in _named_tensors(model):
+        if id(tensor) in made:
+            continue
+        if device.type == "meta":
+            made[id(tensor)] = _standin(tensor, "cpu" if fake else "meta")
+        elif isinstance(tensor, nn.Parameter):
+            made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
+        else:
+            made[id(tensor)] = tensor.detach().to(device, copy=True)
+    return made
 
 
 def _moved(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -149,25 +150,51 @@ def _inputs(inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
         convert = lambda t: _standin(t, "cpu" if fake else "meta")  # noqa: E731
     else:
         convert = lambda t: _moved(t, device) if (t.device != device or t.is_inference()) else t  # noqa: E731
-    return tree_map_only(torch.Tensor, convert, (inputs, kwargs))
+    return tree_map_only((torch.Tensor, PackedSequence), partial(_convert, convert), (inputs, kwargs),
+                         is_leaf=lambda value: isinstance(value, PackedSequence))
+
+
+def _convert(convert: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
+    if not isinstance(value, PackedSequence):
+        return convert(value)
+    # PyTorch requires a packed sequence's batch sizes on the host: its loop reads them
+    indices = [None if t is None else convert(t) for t in (value.sorted_indices, value.unsorted_indices)]
+    return PackedSequence(convert(value.data), value.batch_sizes, *indices)
 
 
 # -- the model's own state ---------------------------------------------------------------------
-def _snapshot(model: nn.Module) -> list[tuple[nn.Module, dict[str, Any]]]:
-    return [(m, dict(vars(m))) for m in model.modules()]
+_Snapshot = list[tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]]
 
 
-def _restore(snapshot: list[tuple[nn.Module, dict[str, Any]]]) -> None:
-    """Undo attribute changes a forward made (an RNN re-caching its flat weights, say)."""
-    for module, attributes in snapshot:
-        current = vars(module)
-        if current.keys() != attributes.keys() or any(current[k] is not v for k, v in attributes.items()):
-            current.clear()
-            current.update(attributes)
+def _snapshot(model: nn.Module) -> _Snapshot:
+    return [(m, dict(vars(m)), dict(m._parameters), dict(m._buffers)) for m in model.modules()]
+
+
+def _substitute(snapshot: _Snapshot, replacements: dict[int, torch.Tensor]) -> None:
+    """Put the stand-ins in place of every parameter and buffer (the pass's functional call)."""
+    for module, _, parameters, buffers in snapshot:
+        for store, originals in ((module._parameters, parameters), (module._buffers, buffers)):
+            for key, tensor in originals.items():
+                if tensor is not None:
+                    store[key] = replacements[id(tensor)]
+
+
+def _restore(snapshot: _Snapshot) -> None:
+    """Put back the parameters and buffers, and undo attribute changes the forward made
+    (an RNN re-caching its flat weights, say)."""
+    for module, attributes, parameters, buffers in snapshot:
+        for current, saved in ((module._parameters, parameters), (module._buffers, buffers),
+                               (vars(module), attributes)):
+            # item by item: a TorchScript module's stores are wrappers without clear()/update()
+            for key in [k for k in current.keys() if k not in saved]:
+                del current[key]
+            for key, value in saved.items():
+                if key not in current or current[key] is not value:
+                    current[key] = value
 
 
 # -- the pass ----------------------------------------------------------------------------------------
-# functional_call swaps stand-ins into the model object for the length of the pass; two threads
+# The stand-ins replace the model's parameters and buffers for the length of the pass; two threads
 # counting the same model at once would restore each other's stand-ins. Passes are Python-bound
 # under the GIL anyway, so one lock for all of them costs nothing.
 _PASS_LOCK = threading.RLock()
@@ -186,8 +213,9 @@ def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tup
         with _PASS_LOCK:
             snapshot = _snapshot(model)
             try:
+                _substitute(snapshot, replacements)
                 with Session(model, resolver) as session:
-                    torch.func.functional_call(model, replacements, args, kw, tie_weights=True, strict=False)
+                    model(*args, **kw)
             finally:
                 _restore(snapshot)
     meta = {"device": "fake" if fake else device.type,

@@ -12,7 +12,6 @@ import sys
 import threading
 import weakref
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
@@ -126,7 +125,12 @@ class _FunctionMode(TorchFunctionMode):
 
 
 class Session:
-    """Hooks on one model for the duration of a ``with`` block, recording calls of this thread."""
+    """Hooks on one model for the duration of a ``with`` block, recording calls of this thread.
+
+    The hooks are global module hooks (two handles, however large the model) that ignore modules
+    outside this model and calls from other threads; the model's own hook dictionaries are never
+    touched, so the user's hooks keep their order.
+    """
 
     def __init__(self, model: nn.Module, resolver: Resolver) -> None:
         self.model = model
@@ -134,6 +138,7 @@ class Session:
         self.raw: list[RawCall] = []
         self.spans: list[Span] = []
         self._thread = threading.get_ident()
+        self._known: dict[int, tuple[str, Optional[Formula]]] = {}
         self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
         self._claim = 0              # > 0 while inside a module that has a formula
         self._handles: list[Any] = []
@@ -143,26 +148,14 @@ class Session:
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
+        for name, module in self.model.named_modules():
+            # TorchScript runs its insides out of Python's sight: one call without a formula
+            scripted = isinstance(module, torch.jit.ScriptModule)
+            self._known[id(module)] = (name, None if scripted else self.resolver.for_module(module))
         try:
-            opaque: dict[int, str] = {}
-            for name, module in self.model.named_modules():
-                if isinstance(module, torch.jit.ScriptModule):
-                    # TorchScript refuses per-module hooks and runs its insides out of Python's
-                    # sight: it is seen through global hooks, as one call without a formula.
-                    if not any(name.startswith(outer + ".") for outer in opaque.values()):
-                        opaque[id(module)] = name
-                    continue
-                formula = self.resolver.for_module(module)
-                self._handles.append(module.register_forward_pre_hook(
-                    partial(self._pre, name, formula), prepend=True))
-                self._handles.append(module.register_forward_hook(
-                    partial(self._post, name, formula), prepend=True, with_kwargs=True,
-                    always_call=True))
-            if opaque:
-                self._handles.append(nn.modules.module.register_module_forward_pre_hook(
-                    partial(self._opaque_pre, opaque)))
-                self._handles.append(nn.modules.module.register_module_forward_hook(
-                    partial(self._opaque_post, opaque), with_kwargs=True, always_call=True))
+            self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
+            self._handles.append(nn.modules.module.register_module_forward_hook(
+                self._post, with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
         except BaseException:
@@ -187,19 +180,22 @@ class Session:
         self._handles.clear()
 
     # -- module hooks ---------------------------------------------------------------------------
-    def _pre(self, name: str, formula: Optional[Formula], module: nn.Module, args: tuple) -> None:
-        if threading.get_ident() != self._thread:
+    def _pre(self, module: nn.Module, args: tuple) -> None:
+        known = self._known.get(id(module))
+        if known is None or threading.get_ident() != self._thread:
             return
-        self._stack.append((module, name, len(self.raw), sys.exc_info()[1]))
+        self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1]))
         if self._claim:
             self._claim += 1
-        elif formula is not None:
+        elif known[1] is not None:
             self._claim = 1
 
-    def _post(self, name: str, formula: Optional[Formula], module: nn.Module, args: tuple,
-              kwargs: dict, output: Any) -> None:
-        if threading.get_ident() != self._thread or not self._stack or self._stack[-1][0] is not module:
+    def _post(self, module: nn.Module, args: tuple, *rest: Any) -> None:
+        # (kwargs, output) normally; (output,) when the forward raised (torch drops kwargs then)
+        if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
+        kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+        name, formula = self._known[id(module)]
         _, _, start, ambient = self._stack.pop()
         error = sys.exc_info()[1]
         failed = error is not None and error is not ambient
@@ -217,17 +213,6 @@ class Session:
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
-
-    def _opaque_pre(self, opaque: dict[int, str], module: nn.Module, args: tuple) -> None:
-        name = opaque.get(id(module))
-        if name is not None:
-            self._pre(name, None, module, args)
-
-    def _opaque_post(self, opaque: dict[int, str], module: nn.Module, args: tuple, kwargs: dict,
-                     output: Any) -> None:
-        name = opaque.get(id(module))
-        if name is not None:
-            self._post(name, None, module, args, kwargs, output)
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
