@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -110,6 +111,22 @@ def test_worked_examples_show_the_seed_figures():
                    # GoogLeNet's published 1.498 "GFLOPS"
                    "1,498,376,192"):
         assert figure in shown, figure
+
+
+@pytest.mark.parametrize("input_grad", [True, False])
+def test_keras_summary_model_matches_flop_counter(input_grad):
+    """The README's recurrent model: torchflops' totals are PyTorch's FlopCounterMode's."""
+    from oracles import flop_counter
+
+    import torchflops as tf
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(_sections()["The Keras summary: forward and backward per layer"][0].code, namespace)
+    model = namespace["Summary"]()
+    frames = torch.zeros(1, 5, 3, 8, 8, requires_grad=input_grad)
+    counts = tf.count(model, frames).total
+    assert (counts.flops, counts.backward_flops) == flop_counter(model, [(1, 5, 3, 8, 8)],
+                                                                 input_grad=input_grad)
 
 
 def test_worked_examples_link_existing_charts():

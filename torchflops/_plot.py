@@ -85,7 +85,8 @@ def _bars(profile: ProfileData, depth: Optional[int], top: int,
     kept, rest = ranked[:top], ranked[top:]
     bars = [(f"{_shorten(name)}  ({kind})" if kind else _shorten(name), value) for value, name, kind in kept]
     if rest:
-        bars.append((f"({len(rest)} more modules)", sum(value for value, _, _ in rest)))
+        more = f"{len(rest)} more module" + ("s" if len(rest) > 1 else "")
+        bars.append((f"({more})", sum(value for value, _, _ in rest)))
     return bars, len(rest)
 
 
