@@ -208,9 +208,9 @@ def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tup
             stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
         stack.enter_context(torch.inference_mode(False))
         stack.enter_context(torch.enable_grad())
-        replacements = _replacements(model, device, fake)
         args, kw = _inputs(inputs, kwargs, sizes, dtype, device, fake)
         with _PASS_LOCK:
+            replacements = _replacements(model, device, fake)
             snapshot = _snapshot(model)
             try:
                 _substitute(snapshot, replacements)

@@ -10,10 +10,15 @@ __all__ = ["TensorInfo", "PackedInfo", "Call"]
 
 @dataclass(frozen=True, slots=True)
 class TensorInfo:
-    """A tensor's shape and whether autograd would need its gradient."""
+    """A tensor's shape, whether autograd would need its gradient, and whether it is a parameter.
+
+    ``parameter`` tells a weight from an activation among the operands of a functional product
+    (``x @ self.weight``); it is set for parameters of the counted model and views of them.
+    """
 
     shape: tuple[int, ...]
     needs_grad: bool
+    parameter: bool = False
 
     @property
     def numel(self) -> int:

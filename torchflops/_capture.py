@@ -2,9 +2,14 @@
 
 A ``Session`` puts a forward pre-hook and an always-called forward hook on every module of a
 model and pushes a ``TorchFunctionMode`` for the functional calls made outside modules that have
-a formula. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
+a formula; calls of ``UNCOUNTED_FUNCTIONS`` that no formula counts are kept too, as unsupported
+work. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
 ``RawCall``; every module call also leaves a ``Span`` (its shapes and which raw calls it made).
 Formulas are applied later, by the profile.
+
+While the mode is active ``has_torch_function`` is true for every tensor, so ``nn.MultiheadAttention``
+and ``nn.TransformerEncoderLayer`` never take their fused inference paths during a session: they
+run their submodules and ``F.multi_head_attention_forward``, which the formulas count.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from ._call import Call, PackedInfo, TensorInfo
 from ._registry import Formula, Resolver
 
-__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX"]
+__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "UNCOUNTED_FUNCTIONS"]
 
 NOTE_PREFIX = "torchflops:"
 
@@ -34,7 +39,7 @@ class RawCall:
     name: str                       # the module's qualified name (for a function: the enclosing module's)
     type: str                       # class name, or function name
     module: Optional[nn.Module]     # None for a functional call
-    formula: Formula
+    formula: Optional[Formula]      # None: a costly function nothing counts (unsupported)
     call: Call
 
 
@@ -82,6 +87,23 @@ def _requires_grad(tensor: torch.Tensor) -> bool:
     return tensor.requires_grad
 
 
+def _is_parameter(tensor: torch.Tensor) -> bool:
+    return isinstance(tensor, nn.Parameter)
+
+
+# Functions with matmul-like work or comparisons and no built-in formula. Called outside a claimed
+# module with no formula given, they are reported in ``Profile.unsupported``, never counted as 0.
+# The fused transformer kernels are here in case a model reaches them despite the mode (see above).
+UNCOUNTED_FUNCTIONS = frozenset({
+    torch.tensordot, torch.chain_matmul, torch.linalg.multi_dot, torch.addbmm, torch.inner,
+    torch.outer, torch.ger, torch.addr, torch.kron, torch.bilinear, torch.conv_tbc, torch.cdist,
+    torch.nn.functional.fractional_max_pool2d, torch.nn.functional.fractional_max_pool3d,
+    torch.nn.functional.fractional_max_pool2d_with_indices,
+    torch.nn.functional.fractional_max_pool3d_with_indices,
+    torch._native_multi_head_attention, torch._transformer_encoder_layer_fwd,
+})
+
+
 def _iter_tensors(value: Any):
     if isinstance(value, torch.Tensor):
         yield value
@@ -93,16 +115,18 @@ def _iter_tensors(value: Any):
             yield from _iter_tensors(item)
 
 
-def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool] = _requires_grad) -> Any:
+def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool] = _requires_grad,
+             parameter: Callable[[torch.Tensor], bool] = _is_parameter) -> Any:
     """Replace tensors by ``TensorInfo`` (packed sequences by ``PackedInfo``), keeping structure."""
     if isinstance(value, torch.Tensor):
-        return TensorInfo(tuple(value.shape), needs_grad(value))
+        return TensorInfo(tuple(value.shape), needs_grad(value), parameter(value))
     if isinstance(value, PackedSequence):
-        return PackedInfo(describe(value.data, needs_grad), tuple(int(n) for n in value.batch_sizes.tolist()))
+        return PackedInfo(describe(value.data, needs_grad, parameter),
+                          tuple(int(n) for n in value.batch_sizes.tolist()))
     if isinstance(value, (tuple, list)):
-        return tuple(describe(item, needs_grad) for item in value)
+        return tuple(describe(item, needs_grad, parameter) for item in value)
     if isinstance(value, dict):
-        return {key: describe(item, needs_grad) for key, item in value.items()}
+        return {key: describe(item, needs_grad, parameter) for key, item in value.items()}
     return value
 
 
@@ -144,6 +168,7 @@ class Session:
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
         self._tracker = _GradTracker()
+        self._parameters: dict[int, torch.Tensor] = {}
         self._noted: Optional[BaseException] = None
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -172,6 +197,7 @@ class Session:
             self._remove_hooks()
             self._stack.clear()
             self._claim = 0
+            self._parameters.clear()
             self._noted = None
 
     def _remove_hooks(self) -> None:
@@ -184,6 +210,9 @@ class Session:
         known = self._known.get(id(module))
         if known is None or threading.get_ident() != self._thread:
             return
+        if not self._stack:
+            # the parameters the pass runs with (``count``'s stand-ins, or the model's own)
+            self._parameters = {id(p): p for p in self.model.parameters()}
         self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1]))
         if self._claim:
             self._claim += 1
@@ -208,8 +237,7 @@ class Session:
         self._claim = 0
         if failed:
             return
-        call = Call(describe(args, self._tracker), describe(kwargs, self._tracker),
-                    describe(output, self._tracker))
+        call = self._describe(args, kwargs, output)
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
@@ -229,15 +257,22 @@ class Session:
             return
         if not torch.is_grad_enabled():
             self._tracker.propagate(func, args, kwargs, out)
-        if self._claim:
+        # only work of the model's own forward: not inside a claimed module, not outside the model
+        if self._claim or not self._stack:
             return
         formula = self.resolver.for_function(func)
-        if formula is None:
+        if formula is None and func not in UNCOUNTED_FUNCTIONS:
             return
-        enclosing = self._stack[-1][1] if self._stack else ""
-        call = Call(describe(args, self._tracker), describe(kwargs, self._tracker),
-                    describe(out, self._tracker))
-        self.raw.append(RawCall(enclosing, _function_name(func), None, formula, call))
+        self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
+                                self._describe(args, kwargs, out)))
+
+    def _describe(self, args: tuple, kwargs: dict, output: Any) -> Call:
+        return Call(*(describe(part, self._tracker, self._is_parameter) for part in (args, kwargs, output)))
+
+    def _is_parameter(self, tensor: torch.Tensor) -> bool:
+        """A parameter of the model, or a view of one (``self.weight.t()``)."""
+        base = tensor._base if tensor._base is not None else tensor
+        return isinstance(base, nn.Parameter) or self._parameters.get(id(base)) is base
 
 
 def _shape_text(tensor: torch.Tensor) -> str:

@@ -74,11 +74,16 @@ class ProfileData:
 
     def _load(self, raw: list[RawCall], spans: list[Span]) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
-        self.records: list[Record] = [_record(r) for r in raw]
+        counted = [_record(r) if r.formula is not None else None for r in raw]
+        self.records: list[Record] = [r for r in counted if r is not None]
         self._calls: dict[str, Call] = {}
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
-        self.unsupported: dict[str, int] = _unsupported(spans, self.records)
+        self.unsupported: dict[str, int] = _unsupported(spans, counted)
+        uncounted = [r.type for r in raw if r.formula is None]
+        self._unsupported_functions = set(uncounted)
+        for name in uncounted:
+            self.unsupported[name] = self.unsupported.get(name, 0) + 1
         self._total: Optional[Counts] = None
 
     # -- totals ---------------------------------------------------------------------------------
@@ -140,18 +145,23 @@ class ProfileData:
         if strict:
             raise UnsupportedError(f"torchflops cannot count: {listed} (strict=True)")
         for name, n in self.unsupported.items():
+            what = ("is a function with compute cost but no formula" if name in self._unsupported_functions
+                    else "has parameters but no formula")
             warnings.warn(
-                f"torchflops: {name} has parameters but no formula; its {n} call(s) were not counted. "
+                f"torchflops: {name} {what}; its {n} call(s) were not counted. "
                 f"Pass formulas={{{name}: fn}} or register one.", UnsupportedWarning, stacklevel=3)
 
 
-def _unsupported(spans: list[Span], records: list[Record]) -> dict[str, int]:
-    """Modules with their own parameters and no formula whose call produced no counted work."""
+def _unsupported(spans: list[Span], counted: list[Optional[Record]]) -> dict[str, int]:
+    """Modules with their own parameters and no formula whose call produced no counted work.
+
+    ``counted`` is aligned with the raw calls the spans index (None: an uncounted function).
+    """
     found: dict[str, int] = {}
     for span in spans:
         if span.claimed or not _has_own_parameters(span.module):
             continue
-        if any(_does_work(records[i].counts) for i in range(span.start, span.end)):
+        if any(r is not None and _does_work(r.counts) for r in counted[span.start:span.end]):
             continue
         kind = _kind(span.module)
         found[kind] = found.get(kind, 0) + 1

@@ -11,7 +11,8 @@ from .._counts import Counts
 from .._registry import register
 
 
-def _tuple(value: int | Sequence[int], dims: int) -> tuple[int, ...]:
+def as_tuple(value: int | Sequence[int], dims: int) -> tuple[int, ...]:
+    """``3`` -> ``(3, 3)`` for two dimensions; sequences are kept."""
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dims
 
 
@@ -50,26 +51,26 @@ def adaptive_max_pool_comparisons(x: TensorInfo, y: TensorInfo, dims: int) -> in
     return channels * per_axis - y.numel
 
 
-def _first(output: object) -> TensorInfo:
-    # return_indices=True gives (values, indices)
+def pooled(output: object) -> TensorInfo:
+    """The pooled values of a max-pool output (``return_indices=True`` gives ``(values, indices)``)."""
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
 @register(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 def max_pool(module: nn.modules.pooling._MaxPoolNd, call: Call) -> Counts:
     """Comparisons: valid elements in each window minus one; padding is never read."""
-    x, y = call.arg(0, "input"), _first(call.output)
+    x, y = call.arg(0, "input"), pooled(call.output)
     dims = {nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3}[_base(module, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)]
-    kernel = _tuple(module.kernel_size, dims)
-    stride = _tuple(module.stride if module.stride is not None else module.kernel_size, dims)
+    kernel = as_tuple(module.kernel_size, dims)
+    stride = as_tuple(module.stride if module.stride is not None else module.kernel_size, dims)
     return Counts(comparisons=max_pool_comparisons(
-        x, y, kernel, stride, _tuple(module.padding, dims), _tuple(module.dilation, dims)))
+        x, y, kernel, stride, as_tuple(module.padding, dims), as_tuple(module.dilation, dims)))
 
 
 @register(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 def adaptive_max_pool(module: nn.Module, call: Call) -> Counts:
     """Comparisons: elements of each adaptive window minus one."""
-    x, y = call.arg(0, "input"), _first(call.output)
+    x, y = call.arg(0, "input"), pooled(call.output)
     dims = {nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3}[
         _base(module, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)]
     return Counts(comparisons=adaptive_max_pool_comparisons(x, y, dims))
