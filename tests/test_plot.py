@@ -155,3 +155,23 @@ def test_charts_leave_pyplot_and_the_backend_alone(reduced, tmp_path):
     reduced.plot_branches(tmp_path / "b.png", "")
     assert matplotlib.rcParams._get_backend_or_none() == backend
     assert ("matplotlib.pyplot" in sys.modules) == had_pyplot
+
+
+class PoolInForward(nn.Module):
+    """Calls F.max_pool2d itself, as torchvision's Inception v3 blocks do."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 2, kernel_size=1)
+
+    def forward(self, x):
+        return nn.functional.max_pool2d(self.conv(x), kernel_size=2)
+
+
+def test_plot_branches_shows_a_blocks_own_functional_calls(tmp_path):
+    prof = tf.count(nn.Sequential(PoolInForward()), input_size=(1, 2, 4, 4))
+    assert _plot._parts(prof, "0") == [("conv", "0.conv"), ("(own calls)", "")]
+    # 2 channels x 2x2 windows x (4 - 1) comparisons
+    assert _plot._own(prof, "0").comparisons == 24
+    prof.plot_branches(tmp_path / "own.png", "0")
+    assert png_size(tmp_path / "own.png")[0] == 1100
