@@ -47,12 +47,35 @@ def test_one_formula_for_several_types_and_duplicates_are_errors():
         return tf.Counts()
 
     assert registry.get(nn.ReLU) is zero and registry.get(nn.GELU) is zero
+
+    def other(module, call):
+        return tf.Counts()
+
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(nn.ReLU)(zero)
+        registry.register(nn.ReLU)(other)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(nn.SiLU, nn.GELU)(other)
+    assert registry.get(nn.SiLU) is None            # nothing registered when one target clashes
     with pytest.raises(ValueError, match="already registered"):
         tf.register(nn.Conv2d)(zero)
     with pytest.raises(TypeError):
         registry.register()
+
+
+def test_reimporting_the_formulas_is_not_a_duplicate():
+    # pytester's in-process runs drop imported modules and import them again
+    import importlib
+    import sys
+
+    import torchflops._formulas.linear as linear
+    before = {name: module for name, module in sys.modules.items() if name.startswith("torchflops._formulas")}
+    try:
+        del sys.modules["torchflops._formulas.linear"]
+        importlib.import_module("torchflops._formulas.linear")
+        assert tf.count(nn.Linear(4, 2), input_size=(1, 4)).total.macs == 8
+    finally:
+        sys.modules.update(before)
+        importlib.reload(linear)
 
 
 def test_per_call_override_does_not_touch_the_registry():

@@ -42,6 +42,8 @@ _EXPORTS = {
     "Call": "_call",
     "TensorInfo": "_call",
     "PackedInfo": "_call",
+    "assert_budget": "_budget",
+    "BudgetExceeded": "_budget",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -65,6 +67,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._api import ShapeOnlyError, count, profile
+    from ._budget import BudgetExceeded, assert_budget
     from ._call import Call, PackedInfo, TensorInfo
     from ._compare import compare, compare_plot
     from ._counts import Counts

@@ -1,57 +1,298 @@
-"""Command line: ``torchflops MODEL`` prints the cost report of a torchvision model."""
+"""Command line: ``torchflops MODEL`` prints what a model costs; ``torchflops --list`` names the zoo.
+
+User errors (unknown model, malformed size, a model that fails on its input) are one line on
+stderr and exit status 2; ``--debug`` shows the traceback instead.
+"""
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
+import importlib.util
+import inspect
+import json
+import os
 import sys
-from typing import Optional, Sequence
+import warnings
+from typing import Any, Callable, Optional, Sequence
+
+__all__ = ["main"]
+
+FORMATS = ("table", "markdown", "json", "csv")
+_DEFAULT_SIZE = (1, 3, 224, 224)
+_VIDEO_FRAMES = 16          # torchvision's video models are measured on 16-frame clips
+# as torchvision's published figures count them: GoogLeNet without its auxiliary heads, Inception v3
+# with its one (eval mode never runs them, so only the parameters differ); init_weights=False skips
+# a warning about a changed default
+_TORCHVISION_KWARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
+                       "inception_v3": {"init_weights": False}}
+
+
+class UsageError(Exception):
+    """A mistake in the command line or in the model it names: one line, exit status 2."""
+
+
+class _ModelError(UsageError):
+    """The model's own code failed (building it or running it); ``--debug`` shows where."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchflops", description="What a PyTorch model costs, layer by layer.")
-    parser.add_argument("model", help="a torchvision model name, e.g. googlenet")
-    parser.add_argument("--input-size", default=None, help="comma-separated input shape, e.g. 1,3,224,224")
-    parser.add_argument("--depth", type=int, default=1, help="fold modules deeper than this (default 1)")
-    parser.add_argument("--top", type=int, default=None, help="keep the K most expensive rows")
-    parser.add_argument("--format", default="table", choices=("table", "markdown", "json", "csv"))
-    parser.add_argument("--device", default="meta", choices=("meta", "cpu"))
+    parser = _Parser(
+        prog="torchflops",
+        description="What a PyTorch model costs, layer by layer: MACs, FLOPs, backward FLOPs, "
+                    "max-pool comparisons, parameters. One shape-only pass by default.")
+    parser.add_argument("model", nargs="?",
+                        help="a torchvision model name (googlenet), package.module:callable, "
+                             "or path/to/file.py:callable")
+    parser.add_argument("--list", action="store_true", help="list the torchvision model names and exit")
+    parser.add_argument("--input-size", action="append", metavar="SHAPE",
+                        help="comma-separated input shape such as 1,3,224,224; repeat for several inputs "
+                             "(default: the torchvision weights' crop size, else 1,3,224,224)")
+    parser.add_argument("--dtype", default="float32", help="input dtype (default float32)")
+    parser.add_argument("--device", default="meta", choices=("meta", "cpu"),
+                        help="meta: shape-only, nothing computed (default); cpu: real tensors")
+    parser.add_argument("--depth", type=int, default=1, help="fold modules deeper than N (default 1)")
+    parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the K most expensive rows")
+    parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
+    parser.add_argument("--kwargs", default=None, metavar="JSON",
+                        help="keyword arguments of the model's constructor, as a JSON object")
+    parser.add_argument("--backward", action=argparse.BooleanOptionalAction, default=True,
+                        help="show the backward FLOPs column (tables; default on)")
+    parser.add_argument("--branches", metavar="NAME", default=None,
+                        help="print the per-branch breakdown of module NAME instead of the table")
+    parser.add_argument("--output", metavar="PATH", default=None, help="write the report to PATH")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 
 
-def _fail(message: str) -> int:
-    print(f"torchflops: error: {message}", file=sys.stderr)
+# -- arguments -----------------------------------------------------------------------------------
+def _sizes(values: Optional[list[str]]) -> Optional[list[tuple[int, ...]]]:
+    if not values:
+        return None
+    sizes = []
+    for text in values:
+        try:
+            size = tuple(int(part) for part in text.replace("x", ",").split(","))
+        except ValueError:
+            size = ()
+        if not size or min(size) < 1:
+            raise UsageError(f"malformed --input-size {text!r}; expected positive integers such as 1,3,224,224")
+        sizes.append(size)
+    return sizes
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise UsageError(f"unknown --dtype {name!r}; expected a torch dtype such as float32, float16, bfloat16")
+    return dtype
+
+
+def _kwargs(text: Optional[str]) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--kwargs is not valid JSON ({error}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--kwargs must be a JSON object such as '{{\"num_classes\": 10}}', got {text!r}")
+    return value
+
+
+def _count_option(value: Optional[int], flag: str, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise UsageError(f"{flag} must be >= {minimum}, got {value}")
+
+
+# -- the model -----------------------------------------------------------------------------------
+def _zoo() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _torchvision_model(name: str, kwargs: dict[str, Any], device: str) -> Any:
+    import torch
+    import torchvision
+
+    names = _zoo()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `torchflops --list` shows the names"
+        raise UsageError(f"unknown model {name!r}{hint}")
+    options = {**_TORCHVISION_KWARGS.get(name, {}), **kwargs}
+    if "weights_backbone" in inspect.signature(torchvision.models.get_model_builder(name)).parameters:
+        # detection and segmentation builders otherwise download a pretrained backbone
+        options.setdefault("weights_backbone", None)
+
+    def build() -> Any:
+        try:
+            return torchvision.models.get_model(name, weights=None, **options)
+        except Exception as error:  # noqa: BLE001 - torchvision's own message says what is wrong
+            raise _ModelError(f"building {name}({_kwargs_text(options)}) failed: {_first_line(error)}") from error
+
+    if device == "meta":
+        # building without storage is instant; a few builders compute widths from tensor values
+        # (RegNet), so they are built for real
+        try:
+            with torch.device("meta"):
+                return build()
+        except _ModelError:
+            pass
+    return build()
+
+
+def _callable(spec: str) -> Callable[..., Any]:
+    location, _, attribute = spec.rpartition(":")
+    if not location or not attribute:
+        raise UsageError(f"malformed model {spec!r}; expected package.module:callable or path/to/file.py:callable")
+    is_file = location.endswith(".py") or "/" in location or os.sep in location
+    if is_file and not os.path.isfile(location):
+        raise UsageError(f"no such file {location!r} (model {spec!r})")
+    try:
+        if is_file:
+            name = os.path.splitext(os.path.basename(location))[0]
+            module_spec = importlib.util.spec_from_file_location(name, location)
+            module = importlib.util.module_from_spec(module_spec)
+            # registered like an imported module, so that code in it (dataclasses, pickling) finds itself
+            sys.modules.setdefault(name, module)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(location)
+    except ModuleNotFoundError as error:
+        raise UsageError(f"cannot import {location!r} (model {spec!r}): {error}") from None
+    except Exception as error:  # noqa: BLE001 - the user's own module failed while loading
+        raise _ModelError(f"loading {location} failed: {_first_line(error)}") from error
+    target = getattr(module, attribute, None)
+    if not callable(target):
+        raise UsageError(f"{location!r} has no callable {attribute!r}")
+    return target
+
+
+def _model(spec: str, kwargs: dict[str, Any], device: str) -> Any:
+    from torch import nn
+
+    if ":" not in spec:
+        model = _torchvision_model(spec, kwargs, device)
+    else:
+        factory = _callable(spec)
+        try:
+            model = factory(**kwargs)
+        except Exception as error:  # noqa: BLE001 - the user's own code
+            raise _ModelError(f"{spec}({_kwargs_text(kwargs)}) failed: {_first_line(error)}") from error
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    # count() never changes a model; this one is ours, so eval mode is set on it directly
+    return model.eval()
+
+
+def _kwargs_text(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _default_sizes(spec: str) -> list[tuple[int, ...]]:
+    """The torchvision weights' crop size (video models: a 16-frame clip), else 1x3x224x224."""
+    if ":" in spec:
+        return [_DEFAULT_SIZE]
+    import torchvision
+
+    transforms = torchvision.models.get_model_weights(spec).DEFAULT.transforms()
+    side = getattr(transforms, "crop_size", None) or getattr(transforms, "resize_size", None)
+    if not side:
+        return [_DEFAULT_SIZE]
+    height, width = (side[0], side[0]) if len(side) == 1 else side[:2]
+    if spec in torchvision.models.list_models(module=torchvision.models.video):
+        return [(1, 3, _VIDEO_FRAMES, height, width)]
+    return [(1, 3, height, width)]
+
+
+# -- the report -----------------------------------------------------------------------------------
+def _report(prof: Any, args: argparse.Namespace) -> str:
+    if args.branches is not None:
+        try:
+            return prof.branches(args.branches)
+        except KeyError as error:
+            raise UsageError(f"--branches: {error.args[0]}") from None
+    if args.format == "json":
+        return prof.to_json()
+    if args.format == "csv":
+        return prof.to_csv().rstrip("\n")
+    return prof.table(depth=args.depth, top=args.top, fmt="simple" if args.format == "table" else "markdown",
+                      backward=args.backward)
+
+
+def _run(args: argparse.Namespace) -> str:
+    import torchflops as tf
+
+    if args.list:
+        return "\n".join(_zoo())
+    if args.model is None:
+        raise UsageError("give a MODEL (a torchvision name such as googlenet, or module:callable), or --list")
+    sizes = _sizes(args.input_size)
+    dtype = _dtype(args.dtype)
+    kwargs = _kwargs(args.kwargs)
+    _count_option(args.depth, "--depth", 0)
+    _count_option(args.top, "--top", 1)
+    if args.branches is not None and args.format != "table":
+        raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
+    model = _model(args.model, kwargs, args.device)
+    sizes = sizes or _default_sizes(args.model)
+    try:
+        prof = tf.count(model, input_size=sizes, dtype=dtype, device=args.device)
+    except Exception as error:  # noqa: BLE001 - the model's own failure on this input
+        shown = " and ".join("x".join(map(str, s)) for s in sizes)
+        raise _ModelError(f"{type(model).__name__} failed on input {shown}: {_first_line(error)}") from error
+    return _report(prof, args)
+
+
+def _fail(problem: object) -> int:
+    print(f"torchflops: error: {problem}", file=sys.stderr)
     return 2
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    import torchvision
-
-    import torchflops as tf
-
-    names = torchvision.models.list_models(module=torchvision.models)
-    if args.model not in names:
-        return _fail(f"unknown model {args.model!r}")
-    if args.input_size:
+    """Run the command line; returns the exit status (0, or 2 for a user error)."""
+    try:
+        args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    except UsageError as error:
+        return _fail(error)
+    if args.debug:
+        text = _run(args)   # tracebacks and warnings as Python shows them
+    else:
+        problem: Optional[UsageError] = None
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                text = _run(args)
+            except UsageError as error:
+                problem = error
+        for message in dict.fromkeys(str(w.message).splitlines()[0] for w in caught):
+            print(f"torchflops: warning: {message}", file=sys.stderr)
+        if problem is not None:
+            return _fail(problem)
+    if args.output is None:
         try:
-            size = tuple(int(d) for d in args.input_size.split(","))
-        except ValueError:
-            return _fail(f"malformed --input-size {args.input_size!r}; expected e.g. 1,3,224,224")
-    else:
-        crop = getattr(torchvision.models.get_model_weights(args.model).DEFAULT, "transforms", None)
-        size = (1, 3, crop().crop_size[0], crop().crop_size[0]) if crop else (1, 3, 224, 224)
-    kwargs = {"aux_logits": False, "init_weights": False} if args.model in ("googlenet", "inception_v3") else {}
-    import torch
-    with torch.device("meta"):
-        model = torchvision.models.get_model(args.model, weights=None, **kwargs).eval()
-    prof = tf.count(model, input_size=size, device=args.device)
-    if args.format == "json":
-        print(prof.to_json())
-    elif args.format == "csv":
-        print(prof.to_csv(), end="")
-    else:
-        print(prof.table(depth=args.depth, top=args.top, fmt="simple" if args.format == "table" else "markdown"))
+            print(text, flush=True)
+        except BrokenPipeError:
+            # the reader stopped early (`torchflops --list | head`); Python's documented recipe
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as file:
+            file.write(text + "\n")
+    except OSError as error:
+        return _fail(f"cannot write --output {args.output!r}: {error.strerror}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

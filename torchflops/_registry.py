@@ -25,15 +25,16 @@ class Registry:
         if not targets:
             raise TypeError("register() needs at least one module class or function")
         for target in targets:
-            if target in self._formulas:
-                raise ValueError(f"a formula for {_label(target)} is already registered")
             if not (isinstance(target, type) or callable(target)):
                 raise TypeError(f"register() takes module classes or functions, got {target!r}")
 
         def decorate(formula: Formula) -> Formula:
             for target in targets:
-                if target in self._formulas:
-                    raise ValueError(f"a formula for {_label(target)} is already registered")
+                existing = self._formulas.get(target)
+                if existing is not None and not _same_definition(existing, formula):
+                    raise ValueError(f"a formula for {_label(target)} is already registered "
+                                     f"({_label(existing)})")
+            for target in targets:
                 self._formulas[target] = formula
             return formula
 
@@ -91,6 +92,13 @@ def validate_overrides(formulas: object) -> dict[object, Formula]:
         if not callable(formula):
             raise TypeError(f"formulas[{_label(target)}] is {formula!r}, which is not callable")
     return dict(formulas)
+
+
+def _same_definition(a: Formula, b: Formula) -> bool:
+    """The same function defined again: its module was imported a second time (pytester's
+    in-process runs drop and re-import modules), which is not a conflicting registration."""
+    return (getattr(a, "__module__", None), getattr(a, "__qualname__", None)) == (
+        getattr(b, "__module__", None), getattr(b, "__qualname__", None))
 
 
 def _label(target: object) -> str:

@@ -88,12 +88,18 @@ def _check_count(value: Optional[int], what: str, minimum: int) -> None:
 
 _HEADERS = ("module", "type", "input shape", "output shape", "params", "MACs", "FLOPs",
             "backward FLOPs", "comparisons", "share")
+_BACKWARD = _HEADERS.index("backward FLOPs")
 
 
 def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple",
-          top: Optional[int] = None) -> str:
-    """A per-module table in human units; its rows add up to the total row."""
+          top: Optional[int] = None, backward: bool = True) -> str:
+    """A per-module table in human units; its rows add up to the total row.
+
+    ``backward=False`` leaves out the backward FLOPs column (inference-only reports).
+    """
     tab_fmt = _check_fmt(fmt)
+    if not isinstance(backward, bool):
+        raise TypeError(f"backward must be True or False, got {backward!r}")
     _check_count(depth, "depth", 0)
     _check_count(top, "top", 1)
     total = profile.total
@@ -106,8 +112,9 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         body = [r for r in body if id(r) in kept]
 
     def line(name: str, kind: str, inputs: str, outputs: str, c: Counts) -> list[str]:
-        return [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
-                human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
+        cells = [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
+                 human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
+        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
 
     out = [line(r.name or "(model)", r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes),
                 r.counts) for r in body]
@@ -116,10 +123,11 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         out.append(line(f"({len(rest)} more rows)", "", "", "", other))
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
+    headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
-        out.append([f"uncounted: {listed}"] + [""] * (len(_HEADERS) - 1))
-    return tabulate(out, headers=_HEADERS, tablefmt=tab_fmt, disable_numparse=True)
+        out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
+    return tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True)
 
 
 def branches(profile: ProfileData, name: str) -> str:
@@ -184,9 +192,11 @@ def to_csv(profile: ProfileData) -> str:
 class Profile(ProfileData):
     """What a model costs: ``records``, ``total``, ``module(name)``, ``unsupported`` and their views."""
 
-    def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None) -> str:
-        """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows."""
-        return table(self, depth=depth, fmt=fmt, top=top)
+    def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None,
+              backward: bool = True) -> str:
+        """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows,
+        ``backward=False`` leaves out the backward FLOPs column."""
+        return table(self, depth=depth, fmt=fmt, top=top, backward=backward)
 
     def branches(self, name: str) -> str:
         """The direct children of module ``name`` with their MACs and share of the parent."""
