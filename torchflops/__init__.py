@@ -32,6 +32,8 @@ _EXPORTS = {
     "profile": "_api",
     "ShapeOnlyError": "_api",
     "Profile": "_render",
+    "compare": "_compare",
+    "compare_plot": "_compare",
     "Record": "_profile",
     "UnsupportedError": "_profile",
     "UnsupportedWarning": "_profile",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._api import ShapeOnlyError, count, profile
     from ._budget import BudgetExceeded, assert_budget
     from ._call import Call, PackedInfo, TensorInfo
+    from ._compare import compare, compare_plot
     from ._counts import Counts
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register

@@ -4,8 +4,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Union
 
 from tabulate import tabulate, tabulate_formats
 
@@ -200,6 +201,17 @@ class Profile(ProfileData):
     def branches(self, name: str) -> str:
         """The direct children of module ``name`` with their MACs and share of the parent."""
         return branches(self, name)
+
+    def plot(self, path: Union[str, "os.PathLike[str]"], depth: Optional[int] = None, top: int = 15,
+             metric: str = "macs") -> None:
+        """PNG bar chart of the ``top`` modules by ``metric`` (needs ``pip install torchflops[plot]``)."""
+        from ._plot import plot
+        plot(self, path, depth=depth, top=top, metric=metric)
+
+    def plot_branches(self, path: Union[str, "os.PathLike[str]"], name: str) -> None:
+        """PNG of module ``name``'s children: their share of each metric and their MACs by layer."""
+        from ._plot import plot_branches
+        plot_branches(self, path, name)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
