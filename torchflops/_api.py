@@ -110,6 +110,38 @@ def _needs_no_inputs(model: nn.Module) -> bool:
     )
 
 
+# -- the model's own state ---------------------------------------------------------------------
+_Snapshot = list[tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]]
+
+
+def _snapshot(modules: list[tuple[str, nn.Module]]) -> _Snapshot:
+    return [(m, dict(vars(m)), dict(m._parameters), dict(m._buffers)) for _, m in modules]
+
+
+def _substitute(snapshot: _Snapshot, replacements: dict[int, torch.Tensor]) -> None:
+    """Put the stand-ins in place of every parameter and buffer (the pass's functional call)."""
+    for module, _, parameters, buffers in snapshot:
+        for store, originals in ((module._parameters, parameters), (module._buffers, buffers)):
+            for key, tensor in originals.items():
+                if tensor is not None:
+                    store[key] = replacements[id(tensor)]
+
+
+def _restore(snapshot: _Snapshot) -> None:
+    """Put back the parameters and buffers, and undo attribute changes the forward made
+    (an RNN re-caching its flat weights, say)."""
+    for module, attributes, parameters, buffers in snapshot:
+        for current, saved in ((module._parameters, parameters), (module._buffers, buffers),
+                               (vars(module), attributes)):
+            # item by item: a TorchScript module's stores are wrappers without clear()/update()
+            for key, value in saved.items():
+                if key not in current or current[key] is not value:
+                    current[key] = value
+            if len(current) != len(saved):
+                for key in [k for k in current.keys() if k not in saved]:
+                    del current[key]
+
+
 # -- stand-ins -------------------------------------------------------------------------------------
 def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake)."""
@@ -117,22 +149,26 @@ def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     return out.requires_grad_(tensor.requires_grad) if out.is_floating_point() or out.is_complex() else out
 
 
-def _replacements(model: nn.Module, device: torch.device, fake: bool) -> dict[int, torch.Tensor]:
+def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool) -> dict[int, torch.Tensor]:
     """Stand-ins for every parameter and buffer, keyed by the original's id (tied tensors stay tied).
 
+    A shape-only pass on a model built on the meta device uses its own tensors: they hold nothing.
     On a real device parameters are used as they are and buffers are cloned, so nothing the
     forward does (BatchNorm's running statistics) reaches the model.
     """
     made: dict[int, torch.Tensor] = {}
-    for _, tensor in _named_tensors(model):
-        if id(tensor) in made:
-            continue
-        if device.type == "meta":
-            made[id(tensor)] = _standin(tensor, "cpu" if fake else "meta")
-        elif isinstance(tensor, nn.Parameter):
-            made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
-        else:
-            made[id(tensor)] = tensor.detach().to(device, copy=True)
+    for _, _, parameters, buffers in snapshot:
+        for store in (parameters, buffers):
+            for tensor in store.values():
+                if tensor is None or id(tensor) in made:
+                    continue
+                if device.type == "meta":
+                    made[id(tensor)] = tensor if tensor.is_meta and not fake else _standin(
+                        tensor, "cpu" if fake else "meta")
+                elif isinstance(tensor, nn.Parameter):
+                    made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
+                else:
+                    made[id(tensor)] = tensor.detach().to(device, copy=True)
     return made
 
 
@@ -162,37 +198,6 @@ def _convert(convert: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any
     return PackedSequence(convert(value.data), value.batch_sizes, *indices)
 
 
-# -- the model's own state ---------------------------------------------------------------------
-_Snapshot = list[tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]]
-
-
-def _snapshot(model: nn.Module) -> _Snapshot:
-    return [(m, dict(vars(m)), dict(m._parameters), dict(m._buffers)) for m in model.modules()]
-
-
-def _substitute(snapshot: _Snapshot, replacements: dict[int, torch.Tensor]) -> None:
-    """Put the stand-ins in place of every parameter and buffer (the pass's functional call)."""
-    for module, _, parameters, buffers in snapshot:
-        for store, originals in ((module._parameters, parameters), (module._buffers, buffers)):
-            for key, tensor in originals.items():
-                if tensor is not None:
-                    store[key] = replacements[id(tensor)]
-
-
-def _restore(snapshot: _Snapshot) -> None:
-    """Put back the parameters and buffers, and undo attribute changes the forward made
-    (an RNN re-caching its flat weights, say)."""
-    for module, attributes, parameters, buffers in snapshot:
-        for current, saved in ((module._parameters, parameters), (module._buffers, buffers),
-                               (vars(module), attributes)):
-            # item by item: a TorchScript module's stores are wrappers without clear()/update()
-            for key in [k for k in current.keys() if k not in saved]:
-                del current[key]
-            for key, value in saved.items():
-                if key not in current or current[key] is not value:
-                    current[key] = value
-
-
 # -- the pass ----------------------------------------------------------------------------------------
 # The stand-ins replace the model's parameters and buffers for the length of the pass; two threads
 # counting the same model at once would restore each other's stand-ins. Passes are Python-bound
@@ -209,18 +214,19 @@ def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tup
         stack.enter_context(torch.inference_mode(False))
         stack.enter_context(torch.enable_grad())
         args, kw = _inputs(inputs, kwargs, sizes, dtype, device, fake)
+        modules = list(model.named_modules())
         with _PASS_LOCK:
-            replacements = _replacements(model, device, fake)
-            snapshot = _snapshot(model)
+            snapshot = _snapshot(modules)
+            replacements = _replacements(snapshot, device, fake)
             try:
                 _substitute(snapshot, replacements)
-                with Session(model, resolver) as session:
+                with Session(model, resolver, modules) as session:
                     model(*args, **kw)
             finally:
                 _restore(snapshot)
     meta = {"device": "fake" if fake else device.type,
             "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-    return Profile(model, session.raw, session.spans, meta=meta)
+    return Profile(model, session.raw, session.spans, meta=meta, modules=modules)
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",

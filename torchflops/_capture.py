@@ -91,6 +91,10 @@ def _is_parameter(tensor: torch.Tensor) -> bool:
     return isinstance(tensor, nn.Parameter)
 
 
+def _not_parameter(tensor: torch.Tensor) -> bool:
+    return False
+
+
 # Functions with matmul-like work or comparisons and no built-in formula. Called outside a claimed
 # module with no formula given, they are reported in ``Profile.unsupported``, never counted as 0.
 # The fused transformer kernels are here in case a model reaches them despite the mode (see above).
@@ -161,9 +165,11 @@ class Session:
     touched, so the user's hooks keep their order.
     """
 
-    def __init__(self, model: nn.Module, resolver: Resolver) -> None:
+    def __init__(self, model: nn.Module, resolver: Resolver,
+                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
         self.model = model
         self.resolver = resolver
+        self._modules = modules if modules is not None else list(model.named_modules())
         self.raw: list[RawCall] = []
         self.spans: list[Span] = []
         self._thread = threading.get_ident()
@@ -173,12 +179,12 @@ class Session:
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
         self._tracker = _GradTracker()
-        self._parameters: dict[int, torch.Tensor] = {}
+        self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._noted: Optional[BaseException] = None
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
-        for name, module in self.model.named_modules():
+        for name, module in self._modules:
             # TorchScript runs its insides out of Python's sight: one call without a formula
             scripted = isinstance(module, torch.jit.ScriptModule)
             self._known[id(module)] = (name, None if scripted else self.resolver.for_module(module))
@@ -202,7 +208,7 @@ class Session:
             self._remove_hooks()
             self._stack.clear()
             self._claim = 0
-            self._parameters.clear()
+            self._parameters = None
             self._noted = None
 
     def _remove_hooks(self) -> None:
@@ -216,8 +222,7 @@ class Session:
         if known is None or threading.get_ident() != self._thread:
             return
         if not self._stack:
-            # the parameters the pass runs with (``count``'s stand-ins, or the model's own)
-            self._parameters = {id(p): p for p in self.model.parameters()}
+            self._parameters = None     # looked up again, lazily, for each outermost call
         self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1]))
         if self._claim:
             self._claim += 1
@@ -243,7 +248,8 @@ class Session:
         if failed:
             return
         with _OWN_CODE():
-            call = self._describe(args, kwargs, output)
+            # module formulas read their weights from the module: no parameter look-ups here
+            call = Call(*(describe(part, self._tracker, _not_parameter) for part in (args, kwargs, output)))
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
@@ -278,6 +284,9 @@ class Session:
 
     def _is_parameter(self, tensor: torch.Tensor) -> bool:
         """A parameter of the model, or a view of one (``self.weight.t()``)."""
+        if self._parameters is None:
+            # the parameters the pass runs with (``count``'s stand-ins, or the model's own)
+            self._parameters = {id(p): p for p in self.model.parameters()}
         base = tensor._base if tensor._base is not None else tensor
         return isinstance(base, nn.Parameter) or self._parameters.get(id(base)) is base
 

@@ -46,7 +46,10 @@ class Counts:
         return NotImplemented
 
     def replace(self, **changes: int) -> Counts:
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (the derived ones follow)."""
+        values = {name: getattr(self, name) for name in _SUMMED}
+        values.update(changes)
+        return Counts(**values)
 
     def as_dict(self) -> dict[str, int]:
         """Every field, derived ones included, in a fixed order."""

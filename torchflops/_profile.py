@@ -66,9 +66,10 @@ class ProfileData:
     """
 
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
-                 meta: Optional[dict[str, Any]] = None) -> None:
+                 meta: Optional[dict[str, Any]] = None,
+                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
         self._model = model
-        self._modules = dict(model.named_modules())
+        self._modules = dict(modules if modules is not None else model.named_modules())
         self.meta: dict[str, Any] = dict(meta or {})
         self._load(raw, spans)
 
