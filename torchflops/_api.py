@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 import threading
 from functools import partial
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
@@ -133,13 +134,14 @@ def _restore(snapshot: _Snapshot) -> None:
     for module, attributes, parameters, buffers in snapshot:
         for current, saved in ((module._parameters, parameters), (module._buffers, buffers),
                                (vars(module), attributes)):
+            if len(current) == len(saved) and all(map(operator.is_, current.values(), saved.values())):
+                continue    # untouched: same values in the same order (the usual case, checked in C)
             # item by item: a TorchScript module's stores are wrappers without clear()/update()
+            for key in [k for k in current.keys() if k not in saved]:
+                del current[key]
             for key, value in saved.items():
                 if key not in current or current[key] is not value:
                     current[key] = value
-            if len(current) != len(saved):
-                for key in [k for k in current.keys() if k not in saved]:
-                    del current[key]
 
 
 # -- stand-ins -------------------------------------------------------------------------------------

@@ -76,8 +76,17 @@ class _GradTracker:
     def propagate(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         if func in self._NON_DIFFERENTIABLE:
             return
-        if not any(self(t) for t in _iter_tensors((args, kwargs))):
-            return
+        if any(self(t) for t in _iter_tensors((args, kwargs))):
+            self._mark(out)
+
+    def propagate_module(self, module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+        """A module whose insides the mode did not see: its result needs a gradient when an
+        input does or one of its parameters trains."""
+        if any(p.requires_grad for p in module.parameters()) or any(
+                self(t) for t in _iter_tensors((args, kwargs))):
+            self._mark(out)
+
+    def _mark(self, out: Any) -> None:
         for t in _iter_tensors(out):
             if t.is_floating_point() or t.is_complex():
                 self._refs[id(t)] = weakref.ref(t)
@@ -180,6 +189,7 @@ class Session:
         self._mode: Optional[_FunctionMode] = None
         self._tracker = _GradTracker()
         self._parameters: Optional[dict[int, torch.Tensor]] = None
+        self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -201,6 +211,7 @@ class Session:
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
+            self._resume_mode()
             if self._mode is not None:
                 self._mode.__exit__(*exc_info)
         finally:
@@ -228,6 +239,21 @@ class Session:
             self._claim += 1
         elif known[1] is not None:
             self._claim = 1
+            self._suspend_mode()
+
+    def _suspend_mode(self) -> None:
+        """Take the mode off the stack inside a claimed module: nothing there is recorded, and
+        every torch call the mode skips is time saved. Only when it is on top (a forward may
+        have pushed a mode of its own, such as ``torch.device``)."""
+        depth = torch._C._len_torch_function_stack()
+        if depth and torch._C._get_function_stack_at(depth - 1) is self._mode:
+            torch._C._pop_torch_function_stack()
+            self._suspended = True
+
+    def _resume_mode(self) -> None:
+        if self._suspended:
+            torch._C._push_on_torch_function_stack(self._mode)
+            self._suspended = False
 
     def _post(self, module: nn.Module, args: tuple, *rest: Any) -> None:
         # (kwargs, output) normally; (output,) when the forward raised (torch drops kwargs then)
@@ -245,9 +271,13 @@ class Session:
             return
         claimed = self._claim == 1
         self._claim = 0
+        if claimed:
+            self._resume_mode()
         if failed:
             return
         with _OWN_CODE():
+            if claimed and not torch.is_grad_enabled():
+                self._tracker.propagate_module(module, args, kwargs, output)
             # module formulas read their weights from the module: no parameter look-ups here
             call = Call(*(describe(part, self._tracker, _not_parameter) for part in (args, kwargs, output)))
         if claimed:
