@@ -5,6 +5,7 @@ import contextlib
 import inspect
 import operator
 import threading
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -85,19 +86,19 @@ def _check_device(device: object) -> torch.device:
     return device
 
 
-def _check_parameters(model: nn.Module, device: torch.device) -> None:
-    for name, tensor in _named_tensors(model):
-        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
-            raise ValueError(f"{name} is an uninitialized lazy parameter; run one real forward pass "
-                             "first so its shape is known")
-        if device.type != "meta" and tensor.is_meta:
-            raise ValueError(f"device={str(device)!r} runs real tensors, but {name} is on the meta device; "
-                             "use device='meta' (the default) for a model built without storage")
-
-
-def _named_tensors(model: nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    yield from model.named_parameters(remove_duplicate=False)
-    yield from model.named_buffers(remove_duplicate=False)
+def _check_parameters(modules: list[tuple[str, nn.Module]], device: torch.device) -> None:
+    for prefix, module in modules:
+        for store in (module._parameters, module._buffers):
+            for key, tensor in store.items():
+                if tensor is None:
+                    continue
+                name = f"{prefix}.{key}" if prefix else key
+                if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+                    raise ValueError(f"{name} is an uninitialized lazy parameter; run one real forward "
+                                     "pass first so its shape is known")
+                if device.type != "meta" and tensor.is_meta:
+                    raise ValueError(f"device={str(device)!r} runs real tensors, but {name} is on the meta "
+                                     "device; use device='meta' (the default) for a model built without storage")
 
 
 def _needs_no_inputs(model: nn.Module) -> bool:
@@ -207,28 +208,40 @@ def _convert(convert: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any
 _PASS_LOCK = threading.RLock()
 
 
-def _run(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
-         dtype: torch.dtype, device: torch.device, resolver: Resolver, fake: bool) -> Profile:
-    with contextlib.ExitStack() as stack:
-        if fake:
-            from torch._subclasses.fake_tensor import FakeTensorMode
-            stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
-        stack.enter_context(torch.inference_mode(False))
-        stack.enter_context(torch.enable_grad())
-        args, kw = _inputs(inputs, kwargs, sizes, dtype, device, fake)
-        modules = list(model.named_modules())
-        with _PASS_LOCK:
-            snapshot = _snapshot(modules)
-            replacements = _replacements(snapshot, device, fake)
-            try:
-                _substitute(snapshot, replacements)
-                with Session(model, resolver, modules) as session:
-                    model(*args, **kw)
-            finally:
-                _restore(snapshot)
-    meta = {"device": "fake" if fake else device.type,
-            "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-    return Profile(model, session.raw, session.spans, meta=meta, modules=modules)
+@dataclass(frozen=True)
+class _Pass:
+    """One validated request of ``count``: what to run, on what, with which formulas."""
+
+    model: nn.Module
+    modules: list[tuple[str, nn.Module]]      # named_modules(), walked once per count
+    inputs: tuple
+    kwargs: dict
+    sizes: Optional[list[tuple[int, ...]]]
+    dtype: torch.dtype
+    device: torch.device
+    resolver: Resolver
+
+    def run(self, fake: bool) -> Profile:
+        model = self.model
+        with contextlib.ExitStack() as stack:
+            if fake:
+                from torch._subclasses.fake_tensor import FakeTensorMode
+                stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad())
+            args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake)
+            with _PASS_LOCK:
+                snapshot = _snapshot(self.modules)
+                replacements = _replacements(snapshot, self.device, fake)
+                try:
+                    _substitute(snapshot, replacements)
+                    with Session(model, self.resolver, self.modules) as session:
+                        model(*args, **kw)
+                finally:
+                    _restore(snapshot)
+        meta = {"device": "fake" if fake else self.device.type,
+                "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
+        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules)
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",
@@ -272,30 +285,28 @@ def count(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
         raise ValueError(f"{type(model).__name__}.forward takes inputs: pass example tensors or "
                          "input_size=(...)")
     resolver = Resolver(validate_overrides(formulas))
-    _check_parameters(model, device)
+    modules = list(model.named_modules())
+    _check_parameters(modules, device)
+    request = _Pass(model, modules, inputs, kwargs, sizes, dtype, device, resolver)
 
-    if device.type != "meta":
-        result = _run(model, inputs, kwargs, sizes, dtype, device, resolver, fake=False)
-    else:
-        result = _shape_only(model, inputs, kwargs, sizes, dtype, device, resolver)
+    result = request.run(fake=False) if device.type != "meta" else _shape_only(request)
     result.check_unsupported(strict)
     return result
 
 
-def _shape_only(model: nn.Module, inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
-                dtype: torch.dtype, device: torch.device, resolver: Resolver) -> Profile:
+def _shape_only(request: _Pass) -> Profile:
     try:
-        return _run(model, inputs, kwargs, sizes, dtype, device, resolver, fake=False)
+        return request.run(fake=False)
     except Exception as error:  # noqa: BLE001 - retried below, then re-raised unchanged
         on_meta = error
     try:
-        return _run(model, inputs, kwargs, sizes, dtype, device, resolver, fake=True)
+        return request.run(fake=True)
     except Exception as error:  # noqa: BLE001
         on_fake = error
     if _data_dependent(on_meta) or _data_dependent(on_fake):
         where = [n for n in getattr(on_meta, "__notes__", []) if n.startswith("torchflops:")]
         raise ShapeOnlyError(
-            f"{type(model).__name__} cannot run shape-only: its forward depends on tensor values "
+            f"{type(request.model).__name__} cannot run shape-only: its forward depends on tensor values "
             f"({type(on_fake).__name__}: {str(on_fake).splitlines()[0] if str(on_fake) else ''})"
             f"{'; ' + where[0][len('torchflops: '):] if where else ''}. "
             "Count it on real tensors with device='cpu'."
