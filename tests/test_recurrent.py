@@ -195,6 +195,36 @@ def test_profile_of_a_real_cpu_forward_matches_meta_oracle(variant: str, grads: 
     assert (prof.total.flops, prof.total.backward_flops) == expected
 
 
+class _Head(nn.Module):
+    """A recurrent layer and a Linear reading its output: the Linear's input gradient depends on
+    whether the recurrent output needs one."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        directions = 2 if rnn.bidirectional else 1
+        self.rnn, self.head = rnn, nn.Linear((rnn.proj_size or rnn.hidden_size) * directions, 3)
+
+    def forward(self, *inputs: object) -> torch.Tensor:
+        out, _ = self.rnn(*inputs)
+        return self.head(out.data if isinstance(out, PackedSequence) else out)
+
+
+@pytest.mark.parametrize(("variant", "grads"), [
+    pytest.param(v, g, id=f"{v}-{g}") for v, spec in VARIANTS.items() if not spec.form.startswith("cell")
+    for g in ("trainable", "frozen-nothing", "frozen-h0", "frozen-x")
+])
+def test_shape_only_outputs_equal_the_real_kernels(variant: str, grads: str) -> None:
+    # On meta the fused kernels are answered from shapes (torchflops._shortcuts) instead of being
+    # unrolled step by step; the real CPU kernel must agree on every shape and on what follows.
+    module, inputs = _case(variant, grads)
+    model = _Head(module)
+    shape_only, real = tf.count(model, *inputs), tf.count(model, *inputs, device="cpu")
+    assert [r.output_shapes for r in shape_only.records] == [r.output_shapes for r in real.records]
+    assert shape_only.module_shapes("rnn") == real.module_shapes("rnn")
+    assert shape_only.total == real.total
+    assert [r.input_needs_grad for r in shape_only.records] == [r.input_needs_grad for r in real.records]
+
+
 def test_no_grad_keeps_the_backward_that_would_be_spent() -> None:
     module, inputs = _case("lstm-2layers-bidirectional", "trainable-x-h0")
     expected = oracle(module, *inputs)

@@ -26,6 +26,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
 from ._registry import Formula, Resolver
+from ._shortcuts import SHORTCUT_MODULES, shortcut
 
 __all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "UNCOUNTED_FUNCTIONS"]
 
@@ -161,7 +162,9 @@ class _FunctionMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = shortcut(func, args, kwargs) if self._session.in_shortcut_module else None
+        if out is None:
+            out = func(*args, **kwargs)
         self._session.on_function(func, args, kwargs, out)
         return out
 
@@ -190,6 +193,7 @@ class Session:
         self._tracker = _GradTracker()
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
+        self.in_shortcut_module = False
         self._noted: Optional[BaseException] = None
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -239,7 +243,10 @@ class Session:
             self._claim += 1
         elif known[1] is not None:
             self._claim = 1
-            self._suspend_mode()
+            if isinstance(module, SHORTCUT_MODULES):
+                self.in_shortcut_module = True
+            else:
+                self._suspend_mode()
 
     def _suspend_mode(self) -> None:
         """Take the mode off the stack inside a claimed module: nothing there is recorded, and
@@ -273,6 +280,7 @@ class Session:
         self._claim = 0
         if claimed:
             self._resume_mode()
+            self.in_shortcut_module = False
         if failed:
             return
         with _OWN_CODE():
