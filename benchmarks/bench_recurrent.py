@@ -2,9 +2,9 @@
 
     python benchmarks/bench_recurrent.py [--count-repeats 3] [--forward-repeats 1]
 
-The shape-only pass still walks the recurrence step by step (ATen decomposes the layer on the
-meta device), so its cost grows with sequence length and layers, but not with batch size or
-hidden width; the real forward pays for every multiply.
+The shape-only pass answers the fused LSTM kernel from shapes (torchflops._shortcuts) instead of
+letting ATen unroll it step by step on the meta device, so its cost depends on neither sequence
+length, batch size nor hidden width; the real forward pays for every multiply.
 """
 from __future__ import annotations
 
