@@ -162,7 +162,7 @@ class _FunctionMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = shortcut(func, args, kwargs) if self._session.in_shortcut_module else None
+        out = shortcut(func, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
         self._session.on_function(func, args, kwargs, out)
@@ -193,7 +193,6 @@ class Session:
         self._tracker = _GradTracker()
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
-        self.in_shortcut_module = False
         self._noted: Optional[BaseException] = None
 
     # -- lifetime -------------------------------------------------------------------------------
@@ -243,9 +242,7 @@ class Session:
             self._claim += 1
         elif known[1] is not None:
             self._claim = 1
-            if isinstance(module, SHORTCUT_MODULES):
-                self.in_shortcut_module = True
-            else:
+            if not isinstance(module, SHORTCUT_MODULES):
                 self._suspend_mode()
 
     def _suspend_mode(self) -> None:
@@ -280,7 +277,6 @@ class Session:
         self._claim = 0
         if claimed:
             self._resume_mode()
-            self.in_shortcut_module = False
         if failed:
             return
         with _OWN_CODE():
