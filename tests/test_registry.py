@@ -12,14 +12,26 @@ class MyConv(nn.Conv2d):
 
 
 class Scale(nn.Module):
-    """Own parameters, no formula, no children: unsupported."""
+    """Own parameters, no formula, only elementwise work (like transformers' LlamaRMSNorm): free."""
 
     def __init__(self):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(4))
 
     def forward(self, x):
-        return x * self.gamma
+        variance = x.pow(2).mean(-1, keepdim=True)
+        return self.gamma * (x * torch.rsqrt(variance + 1e-6)).to(x.dtype)
+
+
+class Solver(nn.Module):
+    """Own parameters, no formula, work torchflops has no formula for: unsupported."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.eye(4))
+
+    def forward(self, x):
+        return torch.linalg.solve(self.a, x.T).T
 
 
 class Block(nn.Module):
@@ -105,22 +117,29 @@ def test_bad_overrides_are_rejected_before_running():
 
 
 def test_unsupported_module_warns_once_and_is_listed():
-    model = nn.Sequential(nn.Linear(4, 4), Scale(), Scale())
-    with pytest.warns(tf.UnsupportedWarning, match="Scale") as caught:
+    model = nn.Sequential(nn.Linear(4, 4), Solver(), Solver())
+    with pytest.warns(tf.UnsupportedWarning, match="Solver.*linalg_solve") as caught:
         prof = tf.count(model, input_size=(1, 4))
-    assert prof.unsupported == {"Scale": 2}
-    assert len([w for w in caught if "Scale" in str(w.message)]) == 1
-    assert "uncounted: Scale x2" in prof.table()
+    assert prof.unsupported == {"Solver": 2}
+    assert len([w for w in caught if "Solver" in str(w.message)]) == 1
+    assert "uncounted: Solver x2" in prof.table()
+
+
+def test_parameters_used_only_elementwise_are_free():
+    # an RMSNorm-like module of its own: pow, mean, rsqrt, mul, to are all known to be free
+    prof = tf.count(nn.Sequential(nn.Linear(4, 4), Scale()), input_size=(2, 4))
+    assert prof.unsupported == {}
+    assert prof.total.macs == 2 * 16
 
 
 def test_strict_names_every_unsupported_type():
-    class Other(Scale):
+    class Other(Solver):
         pass
 
-    model = nn.Sequential(Scale(), Other())
-    with pytest.raises(tf.UnsupportedError, match="Scale.*Other"):
+    model = nn.Sequential(Solver(), Other())
+    with pytest.raises(tf.UnsupportedError, match="Solver.*Other"):
         tf.count(model, input_size=(1, 4), strict=True)
-    with pytest.raises(tf.UnsupportedError, match="Scale"):
+    with pytest.raises(tf.UnsupportedError, match="Solver"):
         with tf.profile(model, strict=True):
             model(torch.zeros(1, 4))
 

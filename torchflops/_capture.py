@@ -25,10 +25,11 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
+from ._known import UNCOUNTED_FUNCTIONS, is_free
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, shortcut
 
-__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "UNCOUNTED_FUNCTIONS"]
+__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX"]
 
 NOTE_PREFIX = "torchflops:"
 
@@ -54,6 +55,7 @@ class Span:
     start: int                      # index of its first raw call
     end: int                        # one past its last raw call
     claimed: bool                   # the module has a formula (its raw call is ``end - 1``)
+    unknown: frozenset[str] = frozenset()   # its own calls torchflops neither counts nor knows free
 
 
 class _GradTracker:
@@ -105,17 +107,6 @@ def _not_parameter(tensor: torch.Tensor) -> bool:
     return False
 
 
-# Functions with matmul-like work or comparisons and no built-in formula. Called outside a claimed
-# module with no formula given, they are reported in ``Profile.unsupported``, never counted as 0.
-# The fused transformer kernels are here in case a model reaches them despite the mode (see above).
-UNCOUNTED_FUNCTIONS = frozenset({
-    torch.tensordot, torch.chain_matmul, torch.linalg.multi_dot, torch.addbmm, torch.inner,
-    torch.outer, torch.ger, torch.addr, torch.kron, torch.bilinear, torch.conv_tbc, torch.cdist,
-    torch.nn.functional.fractional_max_pool2d, torch.nn.functional.fractional_max_pool3d,
-    torch.nn.functional.fractional_max_pool2d_with_indices,
-    torch.nn.functional.fractional_max_pool3d_with_indices,
-    torch._native_multi_head_attention, torch._transformer_encoder_layer_fwd,
-})
 
 
 def _iter_tensors(value: Any):
@@ -187,6 +178,7 @@ class Session:
         self._thread = threading.get_ident()
         self._known: dict[int, tuple[str, Optional[Formula]]] = {}
         self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
+        self._unknown: dict[int, set[str]] = {}     # stack depth -> names of unknown calls
         self._claim = 0              # > 0 while inside a module that has a formula
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
@@ -221,6 +213,7 @@ class Session:
             self._mode = None
             self._remove_hooks()
             self._stack.clear()
+            self._unknown.clear()
             self._claim = 0
             self._parameters = None
             self._noted = None
@@ -266,6 +259,7 @@ class Session:
         kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
         name, formula = self._known[id(module)]
         _, _, start, ambient = self._stack.pop()
+        unknown = self._unknown.pop(len(self._stack), None)
         error = sys.exc_info()[1]
         failed = error is not None and error is not ambient
         if failed:
@@ -286,7 +280,8 @@ class Session:
             call = Call(*(describe(part, self._tracker, _not_parameter) for part in (args, kwargs, output)))
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
-        self.spans.append(Span(name, module, call, start, len(self.raw), claimed))
+        self.spans.append(Span(name, module, call, start, len(self.raw), claimed,
+                               frozenset(unknown) if unknown else frozenset()))
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
@@ -309,6 +304,8 @@ class Session:
             return
         formula = self.resolver.for_function(func)
         if formula is None and func not in UNCOUNTED_FUNCTIONS:
+            if not is_free(func):
+                self._unknown.setdefault(len(self._stack) - 1, set()).add(_function_name(func))
             return
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
                                 self._describe(args, kwargs, out)))

@@ -80,7 +80,8 @@ class ProfileData:
         self._calls: dict[str, Call] = {}
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
-        self.unsupported: dict[str, int] = _unsupported(spans, counted)
+        self.unsupported: dict[str, int]
+        self.unsupported, self._unknown_calls = _unsupported(spans, counted)
         uncounted = [r.type for r in raw if r.formula is None]
         self._unsupported_functions = set(uncounted)
         for name in uncounted:
@@ -146,27 +147,39 @@ class ProfileData:
         if strict:
             raise UnsupportedError(f"torchflops cannot count: {listed} (strict=True)")
         for name, n in self.unsupported.items():
-            what = ("is a function with compute cost but no formula" if name in self._unsupported_functions
-                    else "has parameters but no formula")
+            if name in self._unsupported_functions:
+                what = "is a function with compute cost but no formula"
+            elif self._unknown_calls.get(name):
+                what = (f"has parameters, no formula, and calls torchflops cannot count "
+                        f"({', '.join(sorted(self._unknown_calls[name]))})")
+            else:
+                what = "runs as TorchScript, out of torchflops' sight"
             warnings.warn(
                 f"torchflops: {name} {what}; its {n} call(s) were not counted. "
                 f"Pass formulas={{{name}: fn}} or register one.", UnsupportedWarning, stacklevel=3)
 
 
-def _unsupported(spans: list[Span], counted: list[Optional[Record]]) -> dict[str, int]:
-    """Modules with their own parameters and no formula whose call produced no counted work.
+def _unsupported(spans: list[Span], counted: list[Optional[Record]]
+                 ) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Modules with their own parameters and no formula whose call produced no counted work and
+    made calls torchflops cannot count (or ran as TorchScript, out of sight): calls per kind, and
+    the names of those calls per kind.
 
     ``counted`` is aligned with the raw calls the spans index (None: an uncounted function).
     """
     found: dict[str, int] = {}
+    calls: dict[str, set[str]] = {}
     for span in spans:
         if span.claimed or not _has_own_parameters(span.module):
             continue
         if any(r is not None and _does_work(r.counts) for r in counted[span.start:span.end]):
             continue
+        if not span.unknown and not isinstance(span.module, torch.jit.ScriptModule):
+            continue    # everything its own forward did is known to cost nothing we count
         kind = _kind(span.module)
         found[kind] = found.get(kind, 0) + 1
-    return found
+        calls.setdefault(kind, set()).update(span.unknown)
+    return found, calls
 
 
 def _kind(module: nn.Module) -> str:
