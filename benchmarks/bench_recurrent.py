@@ -54,9 +54,9 @@ def main() -> None:
           f"{total.params:,} params; torch {torch.__version__}, {torch.get_num_threads()} threads")
     rows = [("tf.count, shape-only (meta)", args.count_repeats, counting),
             ("real CPU forward (no_grad)", args.forward_repeats, real)]
-    print(f"{'what':<30} {'runs':>5} {'median s':>10}")
+    print(f"{'what':<30} {'runs':>5} {'median ms':>12}")
     for what, runs, seconds in rows:
-        print(f"{what:<30} {runs:>5} {seconds:>10.3f}")
+        print(f"{what:<30} {runs:>5} {seconds * 1e3:>12,.1f}")
     print(f"shape-only is {real / counting:.0f}x faster than running the model")
 
 
