@@ -1,15 +1,17 @@
 """Capture: hooks and a function mode that record what each call saw, and nothing else.
 
-A ``Session`` puts a forward pre-hook and an always-called forward hook on every module of a
-model and pushes a ``TorchFunctionMode`` for the functional calls made outside modules that have
-a formula; calls of ``UNCOUNTED_FUNCTIONS`` that no formula counts are kept too, as unsupported
-work. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
+A ``Session`` installs a global forward pre-hook and an always-called global forward hook that
+see the calls of the model's modules in the session's thread, and pushes a ``TorchFunctionMode``
+for the functional calls made outside modules that have a formula (the mode is taken off the
+stack inside those); calls of ``UNCOUNTED_FUNCTIONS`` that no formula counts are kept too, as
+unsupported work, and calls that are neither counted nor known to be free are noted on the module
+that made them. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
 ``RawCall``; every module call also leaves a ``Span`` (its shapes and which raw calls it made).
 Formulas are applied later, by the profile.
 
-While the mode is active ``has_torch_function`` is true for every tensor, so ``nn.MultiheadAttention``
-and ``nn.TransformerEncoderLayer`` never take their fused inference paths during a session: they
-run their submodules and ``F.multi_head_attention_forward``, which the formulas count.
+While the mode is active ``has_torch_function`` is true for every tensor, so a module without a
+formula such as ``nn.TransformerEncoderLayer`` does not take its fused inference path during a
+session: it runs its submodules, which the formulas count.
 """
 from __future__ import annotations
 
