@@ -325,4 +325,5 @@ class Session:
 
 
 def _shape_text(tensor: torch.Tensor) -> str:
-    return "x".join(str(d) for d in tensor.shape) or "scalar"
+    shape = "x".join(str(d) for d in tensor.shape) or "scalar"
+    return f"{shape} {str(tensor.dtype).removeprefix('torch.')}"
