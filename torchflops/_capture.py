@@ -29,7 +29,7 @@ from torch.overrides import TorchFunctionMode
 from ._call import Call, PackedInfo, TensorInfo
 from ._known import UNCOUNTED_FUNCTIONS, is_free
 from ._registry import Formula, Resolver
-from ._shortcuts import SHORTCUT_MODULES, shortcut
+from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
 __all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX"]
 
@@ -81,18 +81,18 @@ class _GradTracker:
     def propagate(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         if func in self._NON_DIFFERENTIABLE:
             return
-        if any(self(t) for t in _iter_tensors((args, kwargs))):
+        if any(self(t) for t in iter_tensors((args, kwargs))):
             self._mark(out)
 
     def propagate_module(self, module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
         """A module whose insides the mode did not see: its result needs a gradient when an
         input does or one of its parameters trains."""
         if any(p.requires_grad for p in module.parameters()) or any(
-                self(t) for t in _iter_tensors((args, kwargs))):
+                self(t) for t in iter_tensors((args, kwargs))):
             self._mark(out)
 
     def _mark(self, out: Any) -> None:
-        for t in _iter_tensors(out):
+        for t in iter_tensors(out):
             if t.is_floating_point() or t.is_complex():
                 self._refs[id(t)] = weakref.ref(t)
 
@@ -109,17 +109,6 @@ def _not_parameter(tensor: torch.Tensor) -> bool:
     return False
 
 
-
-
-def _iter_tensors(value: Any):
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _iter_tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _iter_tensors(item)
 
 
 def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool] = _requires_grad,
@@ -291,7 +280,7 @@ class Session:
             return
         self._noted = error
         with _OWN_CODE():
-            shapes = ", ".join(_shape_text(t) for t in _iter_tensors((args, kwargs))) or "no tensors"
+            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs))) or "no tensors"
         where = f"module '{name}'" if name else "the model's own forward"
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SHORTCUT_MODULES", "shortcut"]
+__all__ = ["SHORTCUT_MODULES", "shortcut", "iter_tensors"]
 
 # Modules whose forward makes such a call: the function mode stays on inside them.
 SHORTCUT_MODULES = (nn.RNNBase, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
@@ -25,12 +25,16 @@ SHORTCUT_MODULES = (nn.RNNBase, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn
 _VF = torch._C._VariableFunctions
 
 
-def _tensors(value: Any):
+def iter_tensors(value: Any):
+    """Every tensor in ``value``, looking into tuples, lists and dict values."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (tuple, list)):
         for item in value:
-            yield from _tensors(item)
+            yield from iter_tensors(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from iter_tensors(item)
 
 
 def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
@@ -38,7 +42,7 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
 
 
 def _grad(*values: Any) -> bool:
-    return torch.is_grad_enabled() and any(t.requires_grad for t in _tensors(values))
+    return torch.is_grad_enabled() and any(t.requires_grad for t in iter_tensors(values))
 
 
 # -- recurrent kernels ---------------------------------------------------------------------------
@@ -61,7 +65,7 @@ def _recurrent(with_cell: bool, args: tuple, kwargs: dict) -> Optional[tuple[tor
     x, hx, weights = args[0], args[2 if packed else 1], args[3 if packed else 2]
     bidirectional = args[8 if packed else 7]
     states = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)
-    if not all(t.is_meta for t in _tensors((x, states, weights))) or with_cell != (len(states) == 2):
+    if not all(t.is_meta for t in iter_tensors((x, states, weights))) or with_cell != (len(states) == 2):
         return None
     grad = _grad(x, states, weights)
     out = x.shape[:-1] + ((2 if bidirectional else 1) * states[0].shape[-1],)
@@ -88,7 +92,7 @@ def _channels(x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _all_meta(*values: Any) -> bool:
-    return all(t.is_meta for t in _tensors(values))
+    return all(t.is_meta for t in iter_tensors(values))
 
 
 def _channel_norm(args: tuple, kwargs: dict, training_index: int, training_name: str) -> Optional[torch.Tensor]:
