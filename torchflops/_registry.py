@@ -5,7 +5,6 @@ from typing import Callable, Mapping, Optional
 
 from torch import nn
 
-from ._call import Call
 from ._counts import Counts
 
 __all__ = ["Formula", "Registry", "REGISTRY", "register", "Resolver"]

@@ -14,7 +14,7 @@ weight argument: an operand that is a parameter of the model or a view of one (`
 from __future__ import annotations
 
 from math import prod
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
