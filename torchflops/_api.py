@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import operator
 import threading
 from dataclasses import dataclass
@@ -208,6 +209,29 @@ def _convert(convert: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any
 _PASS_LOCK = threading.RLock()
 
 
+class _ThisThread(logging.Filter):
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_log() -> Iterator[None]:
+    """The fallback pass re-runs a forward that already failed on meta; when it fails again (a real
+    shape error) FakeTensorMode logs the whole traceback before raising. The error itself is what
+    the user gets, so that log is held back, for this thread and this pass only."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    quiet = _ThisThread()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 @dataclass(frozen=True)
 class _Pass:
     """One validated request of ``count``: what to run, on what, with which formulas."""
@@ -226,6 +250,7 @@ class _Pass:
         with contextlib.ExitStack() as stack:
             if fake:
                 from torch._subclasses.fake_tensor import FakeTensorMode
+                stack.enter_context(_quiet_fake_tensor_log())
                 stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.enable_grad())
