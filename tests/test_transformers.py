@@ -49,3 +49,31 @@ def test_llama_7b_shape_only():
     assert prof.total.flops == 2 * llama_macs(32, 2048, 4096, 11008, 32000, 32) == 29_261_612_187_648
     assert prof.total.params == 6_738_415_616
     assert prof.unsupported == {}
+
+
+def _families():
+    small_mistral = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=1000)     # grouped-query attention
+    ids = {"input_ids": torch.zeros(1, 128, dtype=torch.long)}
+    return {
+        "bert": (transformers.BertConfig(), transformers.BertModel, ids),
+        "gpt2": (transformers.GPT2Config(), transformers.GPT2LMHeadModel, ids),
+        "distilbert": (transformers.DistilBertConfig(), transformers.DistilBertModel, ids),
+        "t5": (transformers.T5Config(), transformers.T5Model,
+               dict(ids, decoder_input_ids=torch.zeros(1, 16, dtype=torch.long))),
+        "vit": (transformers.ViTConfig(), transformers.ViTModel, {"pixel_values": torch.zeros(1, 3, 224, 224)}),
+        "mistral": (transformers.MistralConfig(**small_mistral), transformers.MistralForCausalLM, ids),
+    }
+
+
+@pytest.mark.parametrize("family", sorted(_families()))
+def test_transformers_families_equal_the_eager_oracle(family):
+    config, cls, inputs = _families()[family]
+    config._attn_implementation = "eager"
+    with torch.device("meta"):
+        model = cls(config).eval()
+    prof = tf.count(model, kwargs=inputs)
+    with FlopCounterMode(display=False) as counter:
+        model(**{name: t.to("meta") for name, t in inputs.items()})
+    assert prof.total.flops == counter.get_total_flops() > 0
+    assert prof.unsupported == {}
