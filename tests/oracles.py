@@ -30,6 +30,17 @@ def flop_counter(module: nn.Module, shapes: Sequence[Sequence[int]], *, input_gr
 
 
 
+def conv_products(module: nn.Module, x_shape: Sequence[int]) -> torch.Tensor:
+    """Products each output element of a convolution sums, padded taps included: pad a tensor of
+    ones with ones (not zeros), then convolve it with a kernel of ones and no padding."""
+    dims = len(x_shape) - 2
+    padded = F.pad(torch.ones(tuple(x_shape), dtype=torch.float64), module._reversed_padding_repeated_twice,
+                   value=1.0)
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
+    return fn(padded, torch.ones(module.weight.shape, dtype=torch.float64), None, module.stride, 0,
+              module.dilation, module.groups)
+
+
 def conv_transpose_products(x_shape, weight_shape, *, stride, padding, output_padding, groups,
                             dilation) -> torch.Tensor:
     dims = len(x_shape) - 2

@@ -1,11 +1,10 @@
 """Conv, transposed conv, linear, bilinear and pooling formulas against independent oracles."""
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import torchflops as tf
-from oracles import (conv_transpose_products, exact_muls_adds, flop_counter,
+from oracles import (conv_products, conv_transpose_products, exact_muls_adds, flop_counter,
                      max_pool_comparisons_loop, max_pool_comparisons_sum_pool, window_taps_one_hot)
 
 CONV_CASES = [
@@ -69,15 +68,8 @@ def test_conv_matches_flop_counter(cls, kwargs, shape, input_grad, frozen):
 def test_conv_muls_adds_brute_force(cls, kwargs, shape):
     module = _prepared(cls, kwargs, frozen=False)
     counts = tf.count(module, input_size=shape).total
-    # Padded taps are multiplied too: pad with ones instead of zeros, then convolve ones with ones
-    # without padding, so each output element holds the number of products it sums.
-    dims = len(shape) - 2
-    padded = torch.ones(shape, dtype=torch.float64)
-    if module.padding == "same" or any(module._reversed_padding_repeated_twice):
-        padded = F.pad(padded, module._reversed_padding_repeated_twice, value=1.0)
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[dims]
-    products = conv(padded, torch.ones_like(module.weight, dtype=torch.float64), None, module.stride, 0,
-                    module.dilation, module.groups)
+    # padded taps are multiplied too (im2col, PyTorch's counter)
+    products = conv_products(module, shape)
     assert products.shape == module(torch.zeros(shape)).shape
     muls, adds = exact_muls_adds(products, bias=module.bias is not None)
     assert (counts.muls, counts.adds) == (muls, adds)

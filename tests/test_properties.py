@@ -5,13 +5,12 @@ Deterministic (``derandomize=True``): the same examples on every run. Example co
 """
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 import torchflops as tf
-from oracles import (conv_transpose_products, exact_muls_adds, flop_counter, max_pool_comparisons_loop,
+from oracles import (conv_products, conv_transpose_products, exact_muls_adds, flop_counter, max_pool_comparisons_loop,
                      window_taps_one_hot)
 
 EXAMPLES = {"conv": 700, "conv_transpose": 500, "linear": 300, "max_pool": 400, "adaptive_max_pool": 200}
@@ -24,7 +23,6 @@ def _settings(kind):
 
 CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
-FUNCTIONAL_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def _grad_flags(data, module):
@@ -69,10 +67,7 @@ def test_conv(data):
     counts = tf.count(module, torch.zeros(shape, requires_grad=input_grad)).total
     _check_backward(module, shape, counts, input_grad, groups)
     # every output element sums in/groups x prod(kernel) products, padded taps included
-    padded = torch.ones(shape, dtype=torch.float64)
-    padded = F.pad(padded, module._reversed_padding_repeated_twice, value=1.0)
-    products = FUNCTIONAL_CONV[dims](padded, torch.ones(module.weight.shape, dtype=torch.float64), None,
-                                     module.stride, 0, module.dilation, groups)
+    products = conv_products(module, shape)
     assert (counts.muls, counts.adds) == exact_muls_adds(products, bias=module.bias is not None)
 
 
