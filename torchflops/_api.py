@@ -5,6 +5,7 @@ import contextlib
 import inspect
 import logging
 import operator
+import sys
 import threading
 from dataclasses import dataclass
 from functools import partial
@@ -37,12 +38,18 @@ def _check_model(model: object) -> None:
                         "count the eager module it was scripted or traced from")
 
 
+def _compiled(model: nn.Module) -> bool:
+    """Whether ``model`` is a ``torch.compile`` wrapper (whose class is loaded once one exists)."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    return eval_frame is not None and isinstance(model, eval_frame.OptimizedModule)
+
+
 def _unwrapped(model: nn.Module) -> nn.Module:
     """The module a ``torch.compile`` or ``DataParallel`` wrapper runs; its parameters are the same."""
     while True:
         if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
             model = model.module
-        elif type(model).__name__ == "OptimizedModule" and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        elif _compiled(model):
             model = model._orig_mod
         else:
             return model
@@ -349,7 +356,7 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
     """
     _check_model(model)
     _check_strict(strict)
-    if _unwrapped(model) is not model and type(model).__name__ == "OptimizedModule":
+    if _compiled(model):
         raise TypeError("tf.profile cannot see inside torch.compile'd code: profile the original module "
                         "(model._orig_mod, same parameters) or use tf.count(model, ...)")
     resolver = Resolver(validate_overrides(formulas))
