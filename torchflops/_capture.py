@@ -97,22 +97,14 @@ class _GradTracker:
                 self._refs[id(t)] = weakref.ref(t)
 
 
-def _requires_grad(tensor: torch.Tensor) -> bool:
-    return tensor.requires_grad
-
-
-def _is_parameter(tensor: torch.Tensor) -> bool:
-    return isinstance(tensor, nn.Parameter)
-
-
 def _not_parameter(tensor: torch.Tensor) -> bool:
     return False
 
 
 
 
-def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool] = _requires_grad,
-             parameter: Callable[[torch.Tensor], bool] = _is_parameter) -> Any:
+def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool],
+             parameter: Callable[[torch.Tensor], bool]) -> Any:
     """Replace tensors by ``TensorInfo`` (packed sequences by ``PackedInfo``), keeping structure."""
     if isinstance(value, torch.Tensor):
         return TensorInfo(tuple(value.shape), needs_grad(value), parameter(value))
@@ -268,7 +260,7 @@ class Session:
             if claimed and not torch.is_grad_enabled():
                 self._tracker.propagate_module(module, args, kwargs, output)
             # module formulas read their weights from the module: no parameter look-ups here
-            call = Call(*(describe(part, self._tracker, _not_parameter) for part in (args, kwargs, output)))
+            call = self._describe(args, kwargs, output, _not_parameter)
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed,
@@ -299,10 +291,11 @@ class Session:
                 self._unknown.setdefault(len(self._stack) - 1, set()).add(_function_name(func))
             return
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
-                                self._describe(args, kwargs, out)))
+                                self._describe(args, kwargs, out, self._is_parameter)))
 
-    def _describe(self, args: tuple, kwargs: dict, output: Any) -> Call:
-        return Call(*(describe(part, self._tracker, self._is_parameter) for part in (args, kwargs, output)))
+    def _describe(self, args: tuple, kwargs: dict, output: Any,
+                  parameter: Callable[[torch.Tensor], bool]) -> Call:
+        return Call(*(describe(part, self._tracker, parameter) for part in (args, kwargs, output)))
 
     def _is_parameter(self, tensor: torch.Tensor) -> bool:
         """A parameter of the model, or a view of one (``self.weight.t()``)."""
