@@ -18,6 +18,10 @@ class Counts:
     ``grad_input_flops`` / ``grad_weight_flops``: backward matmul FLOPs for the input and the
     weight gradients; ``backward_flops`` is their sum.
     ``params``: parameters (a record: its module's own; a total: unique parameters).
+    ``elementwise_flops``: elementwise work (norms, activations, softmax, adds) by the README's
+    per-operation convention; never part of ``flops``.
+    ``bytes_read`` / ``bytes_written``: bytes the call's ATen operations read (each distinct
+    storage once per operation, a view by the bytes it spans) and write (their outputs).
     """
 
     macs: int = 0
@@ -27,6 +31,9 @@ class Counts:
     grad_input_flops: int = 0
     grad_weight_flops: int = 0
     params: int = 0
+    elementwise_flops: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
     flops: int = field(init=False)
     backward_flops: int = field(init=False)
 
@@ -60,5 +67,6 @@ _SUMMED = tuple(f.name for f in dataclasses.fields(Counts) if f.init)
 FIELDS = (
     "macs", "flops", "muls", "adds", "comparisons",
     "grad_input_flops", "grad_weight_flops", "backward_flops", "params",
+    "elementwise_flops", "bytes_read", "bytes_written",
 )
 ZERO = Counts()
