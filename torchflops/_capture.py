@@ -189,6 +189,7 @@ class Session:
         self._mode: Optional[_FunctionMode] = None
         self._recorder: Optional[OpRecorder] = None
         self._tracker = _GradTracker()
+        self._graphs = _graph_names(self._modules)
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
@@ -360,6 +361,8 @@ class Session:
         module, name = self._stack[-1][:2]
         if takes_module:
             formula = partial(formula, module)
+        if self._graphs:
+            name = _graph_node_name(self._graphs) or name
         with _OWN_CODE():
             call = self._describe(args, kwargs, out, self._is_parameter)
         self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written))
@@ -375,6 +378,41 @@ class Session:
             self._parameters = {id(p): p for p in self.model.parameters()}
         base = tensor._base if tensor._base is not None else tensor
         return isinstance(base, nn.Parameter) or self._parameters.get(id(base)) is base
+
+
+# -- FX and exported graphs ---------------------------------------------------------------------------
+# A graph module's generated forward -> (its first line, line -> node index, the qualified module
+# name of each node's innermost ``nn_module_stack`` entry, or None)
+_GraphNames = dict[Any, tuple[int, dict[int, Optional[int]], list[Optional[str]]]]
+
+
+def _graph_names(modules: list[tuple[str, nn.Module]]) -> _GraphNames:
+    """Where the graph modules of the model keep the module paths of their nodes."""
+    found: _GraphNames = {}
+    for prefix, module in modules:
+        if not isinstance(module, torch.fx.GraphModule) or not getattr(module, "_lineno_map", None):
+            continue
+        names: list[Optional[str]] = []
+        for node in module.graph.nodes:
+            stack = node.meta.get("nn_module_stack")
+            path = next(reversed(stack.values()))[0] if stack else None
+            names.append(".".join(p for p in (prefix, path) if p) if path is not None else None)
+        code = type(module).forward.__code__
+        found[code] = (code.co_firstlineno, module._lineno_map, names)
+    return found
+
+
+def _graph_node_name(graphs: _GraphNames) -> Optional[str]:
+    """The module path of the graph node running now, read off the generated forward's frame."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        graph = graphs.get(frame.f_code)
+        if graph is not None:
+            first, lines, names = graph
+            index = lines.get(frame.f_lineno - first)
+            return names[index] if index is not None and index < len(names) else None
+        frame = frame.f_back
+    return None
 
 
 def _shape_text(tensor: torch.Tensor) -> str:

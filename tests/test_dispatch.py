@@ -1,0 +1,166 @@
+"""Work that reaches ATen without a Python-level torch function (torchflops._dispatch).
+
+Each case used to count 0 and report nothing. The oracles: hand counts, PyTorch's FlopCounterMode
+(which works at the same level), and the eager module an exported graph came from.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+import torchflops as tf
+
+# an n x n by n x n product: n^2 outputs, each summing n products
+MM_5 = 5 * 5 * 5
+
+
+@pytest.fixture(scope="module")
+def scripted_mm():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)      # torch.jit is deprecated, still used
+
+        @torch.jit.script
+        def square(a: torch.Tensor) -> torch.Tensor:
+            return torch.mm(a, a)
+    return square
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_torchscript_function_called_from_forward_is_counted(scripted_mm, device):
+    class Caller(nn.Module):
+        def forward(self, x):
+            return scripted_mm(x)
+
+    class WithParameter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(5, 5))
+
+        def forward(self, x):
+            return scripted_mm(x) + self.w
+
+    for model in (Caller(), WithParameter()):
+        prof = tf.count(model, input_size=(5, 5), device=device, strict=True)
+        assert prof.total.macs == MM_5
+        assert [(r.name, r.type) for r in prof.records] == [("", "aten::mm")]
+
+
+def test_direct_aten_calls_are_counted():
+    class Direct(nn.Module):
+        def forward(self, x):
+            return torch.ops.aten.mm.default(x, x) + torch.ops.aten.mm(x, x)
+
+    x = torch.randn(5, 5, requires_grad=True)
+    prof = tf.count(Direct(), x, strict=True)
+    assert prof.total.macs == 2 * MM_5
+    # both operands need a gradient: 2 FLOPs per MAC for each, as FlopCounterMode counts backward
+    with FlopCounterMode(display=False) as counter:
+        Direct()(x).sum().backward()
+    assert prof.total.flops + prof.total.backward_flops == counter.get_total_flops()
+
+
+def _define_custom_op():
+    name = "torchflops_test::scaled_square"
+    if not hasattr(torch.ops.torchflops_test, "scaled_square"):
+        @torch.library.custom_op(name, mutates_args=())
+        def scaled_square(x: torch.Tensor) -> torch.Tensor:
+            return x @ x * 2
+
+        @scaled_square.register_fake
+        def _(x):
+            return torch.empty_like(x)
+    return name
+
+
+class CustomCaller(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(5, 5)
+
+    def forward(self, x):
+        return torch.ops.torchflops_test.scaled_square(self.fc(x))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_a_custom_op_without_a_formula_is_reported_never_free(device):
+    name = _define_custom_op()
+    with pytest.warns(tf.UnsupportedWarning, match=f"{name}.*formulas=\\{{'{name}': fn\\}}"):
+        prof = tf.count(CustomCaller(), input_size=(5, 5), device=device)
+    assert prof.unsupported == {name: 1}
+    assert prof.total.macs == 5 * 5 * 5                 # the Linear alone
+    with pytest.raises(tf.UnsupportedError, match=name):
+        tf.count(CustomCaller(), input_size=(5, 5), device=device, strict=True)
+
+
+@pytest.mark.parametrize("key", ["name", "packet", "overload"])
+def test_a_custom_op_formula_counts_it(key):
+    name = _define_custom_op()
+    target = {"name": name, "packet": torch.ops.torchflops_test.scaled_square,
+              "overload": torch.ops.torchflops_test.scaled_square.default}[key]
+    seen = []
+
+    def formula(module, call):
+        seen.append(type(module).__name__)
+        (x,) = call.input_tensors()
+        return tf.Counts(macs=x.shape[0] * x.shape[1] * x.shape[1])
+
+    prof = tf.count(CustomCaller(), input_size=(5, 5), formulas={target: formula}, strict=True)
+    assert prof.total.macs == 2 * MM_5                  # the Linear and the op
+    assert seen == ["CustomCaller"]                     # the enclosing module is passed
+    assert [r.type for r in prof.records] == ["Linear", name]
+
+
+def test_an_operator_name_without_a_namespace_is_refused():
+    with pytest.raises(TypeError, match="mylib::op"):
+        tf.count(nn.Linear(2, 2), input_size=(1, 2), formulas={"scaled_square": lambda m, c: tf.Counts()})
+
+
+def test_sparse_products_are_reported():
+    class Sparse(nn.Module):
+        def forward(self, x):
+            return torch.sparse.mm(x.to_sparse(), x)
+
+    with pytest.warns(tf.UnsupportedWarning, match="_sparse_addmm"):
+        prof = tf.count(Sparse(), torch.eye(5), device="cpu")
+    assert prof.unsupported == {"aten::_sparse_addmm": 1}
+
+
+def _eager_and_exported(model: nn.Module, x: torch.Tensor):
+    exported = torch.export.export(model, (x,)).module()
+    return tf.count(model, x), tf.count(exported, x)
+
+
+def test_an_exported_resnet18_counts_like_the_eager_module():
+    import torchvision
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(1, 3, 224, 224)
+    eager, exported = _eager_and_exported(model, x)
+    assert eager.total.macs == 1_814_073_344                    # torchvision's meta["_ops"]: 1.814 G
+    assert exported.total == eager.total                        # every field, bytes included
+    assert tf.count(torch.export.export(model, (x,)).module(), x, device="cpu").total.macs == 1_814_073_344
+    # records take the names in the graph's nn_module_stack (the graph has no calls of free modules)
+    assert [r.name for r in exported.records] == [r.name for r in eager.records
+                                                  if r.counts.macs or r.counts.comparisons]
+    assert exported.module("layer2.0.downsample").macs == eager.module("layer2.0.downsample").macs
+    assert exported.unsupported == {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,size", [
+    ("alexnet", 224), ("vgg11", 224), ("resnet50", 224), ("googlenet", 224), ("densenet121", 224),
+    ("mobilenet_v3_small", 224), ("efficientnet_b0", 224), ("regnet_x_400mf", 224), ("convnext_tiny", 224),
+    ("squeezenet1_1", 224), ("shufflenet_v2_x1_0", 224), ("mnasnet0_5", 224), ("vit_b_16", 224),
+])
+def test_exported_torchvision_models_count_like_their_eager_modules(name, size):
+    import torchvision
+    kwargs = {"init_weights": True, "aux_logits": False} if name == "googlenet" else {}
+    model = torchvision.models.get_model(name, **kwargs).eval()
+    x = torch.randn(1, 3, size, size)
+    eager, exported = _eager_and_exported(model, x)
+    for field in ("macs", "muls", "adds", "comparisons", "grad_input_flops", "grad_weight_flops"):
+        assert getattr(exported.total, field) == getattr(eager.total, field), field
+    assert exported.unsupported == {}
