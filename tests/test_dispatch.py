@@ -164,3 +164,68 @@ def test_exported_torchvision_models_count_like_their_eager_modules(name, size):
     for field in ("macs", "muls", "adds", "comparisons", "grad_input_flops", "grad_weight_flops"):
         assert getattr(exported.total, field) == getattr(eager.total, field), field
     assert exported.unsupported == {}
+
+
+# -- shared modules and rows that add up ---------------------------------------------------------
+class Wrapper(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+class SharedInner(nn.Module):
+    def __init__(self):
+        super().__init__()
+        inner = nn.Linear(10, 10, bias=False)       # 100 MACs on a 1x10 input, 100 parameters
+        self.a, self.b = Wrapper(inner), Wrapper(inner)
+
+    def forward(self, x):
+        return self.a(x) + self.b(x)
+
+
+def test_a_shared_module_credits_each_caller_and_answers_under_each_name():
+    prof = tf.count(SharedInner(), input_size=(1, 10))
+    assert [r.name for r in prof.records] == ["a.inner", "b.inner"]
+    assert (prof.module("a").macs, prof.module("b").macs) == (100, 100)
+    # the shared module has both calls under both of its names; its parameters count once
+    assert prof.module("a.inner").macs == prof.module("b.inner").macs == 200
+    assert prof.module("b.inner").params == 100 and prof.total.params == 100
+    rows = prof.table(depth=1).splitlines()
+    assert [line.split()[0] for line in rows[2:4]] == ["a", "b"]
+
+
+def test_folded_rows_carry_a_module_s_parameters_once():
+    class Thrice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(10, 10)             # 110 parameters, called three times
+
+        def forward(self, x):
+            return self.fc(self.fc(self.fc(x)))
+
+    prof = tf.count(Thrice(), input_size=(1, 10))
+    fc_row = prof.table(depth=1).splitlines()[2].split()
+    assert fc_row[:2] == ["fc", "Linear"] and fc_row[4] == "110"
+    # one row per call repeats the parameters, and the table says so
+    assert "rows repeat the parameters" in prof.table()
+    assert "rows repeat" not in prof.table(depth=1)
+
+
+def test_a_module_s_own_functional_call_shows_its_name_type_and_parameters():
+    class Mixer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(32, 32))  # 1,024 parameters
+
+        def forward(self, x):
+            return torch.einsum("ij,jk->ik", x, self.w)
+
+    model = nn.Sequential(Mixer())
+    prof = tf.count(model, input_size=(2, 32))
+    row = prof.table().splitlines()[2]
+    assert row.split()[:3] == ["0", "Mixer", "(einsum)"]
+    assert "1.02 K" in row                              # its 1,024 parameters
+    assert prof.records[0].counts.params == 0          # the data keeps the record's own count

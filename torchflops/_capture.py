@@ -190,6 +190,9 @@ class Session:
         self._recorder: Optional[OpRecorder] = None
         self._tracker = _GradTracker()
         self._graphs = _graph_names(self._modules)
+        # (parent id, child id) -> the child's attribute name: a call is named by its caller's
+        # path (fvcore's caller mode), so a module shared by two parents has a name under each
+        self._children: dict[tuple[int, int], str] = {}
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
@@ -197,9 +200,12 @@ class Session:
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
         for name, module in self._modules:
-            # TorchScript runs its insides out of Python's sight: one call without a formula
+            # TorchScript runs its insides out of Python's sight: its ATen operations are counted
             scripted = isinstance(module, torch.jit.ScriptModule)
             self._known[id(module)] = (name, None if scripted else self.resolver.for_module(module))
+            for key, child in module._modules.items():
+                if child is not None:
+                    self._children.setdefault((id(module), id(child)), key)
         try:
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
             self._handles.append(nn.modules.module.register_module_forward_hook(
@@ -248,9 +254,15 @@ class Session:
         known = self._known.get(id(module))
         if known is None or threading.get_ident() != self._thread:
             return
+        name = known[0]
         if not self._stack:
             self._parameters = None     # looked up again, lazily, for each outermost call
-        self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1], self.read, self.written))
+        else:
+            parent, parent_name = self._stack[-1][:2]
+            key = self._children.get((id(parent), id(module)))
+            if key is not None:
+                name = f"{parent_name}.{key}" if parent_name else key
+        self._stack.append((module, name, len(self.raw), sys.exc_info()[1], self.read, self.written))
         if self._claim:
             self._claim += 1
         elif known[1] is not None:
@@ -277,8 +289,8 @@ class Session:
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
         kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
-        name, formula = self._known[id(module)]
-        _, _, start, ambient, read, written = self._stack.pop()
+        formula = self._known[id(module)][1]
+        _, name, start, ambient, read, written = self._stack.pop()
         read, written = self.read - read, self.written - written
         error = sys.exc_info()[1]
         failed = error is not None and error is not ambient

@@ -55,10 +55,6 @@ def _numel(parameters: Iterable[nn.Parameter]) -> int:
     return sum(p.numel() for p in parameters)
 
 
-def _inside(name: str, prefix: str) -> bool:
-    return not prefix or name == prefix or name.startswith(prefix + ".")
-
-
 class ProfileData:
     """What a model costs: one ``Record`` per counted call, totals and subtree queries.
 
@@ -70,6 +66,7 @@ class ProfileData:
                  modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
+        self._aliases: Optional[dict[str, nn.Module]] = None     # every name of every module
         self.meta: dict[str, Any] = dict(meta or {})
         self._load(raw, spans)
 
@@ -77,12 +74,12 @@ class ProfileData:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
         counted = [_record(r) if r.formula is not None else None for r in raw]
         self.records: list[Record] = [r for r in counted if r is not None]
+        self._counted = counted
         self._calls: dict[str, Call] = {}
-        self._moved: dict[str, tuple[int, int]] = {}    # module name -> bytes read, written by its calls
+        self._spans: dict[int, list[Span]] = {}        # module id -> its calls
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
-            read, written = self._moved.get(span.name, (0, 0))
-            self._moved[span.name] = (read + span.read, written + span.written)
+            self._spans.setdefault(id(span.module), []).append(span)
         self._moved_total = (sum(s.read for s in spans if s.depth == 0),
                              sum(s.written for s in spans if s.depth == 0))
         self.unsupported: dict[str, int] = {}
@@ -107,19 +104,43 @@ class ProfileData:
         return self._total
 
     def module(self, name: str) -> Counts:
-        """Counts of the subtree at qualified ``name`` (``""`` is the whole model)."""
+        """Counts of every call of the module at qualified ``name`` (``""`` is the whole model):
+        the work done inside those calls, whoever made them. A module shared by several parents
+        answers under each of its names with all its calls; each parent is credited with the
+        calls made inside its own (fvcore's caller mode)."""
         if not isinstance(name, str):
             raise TypeError(f"module() takes a qualified module name (str), got {type(name).__name__}")
         if name == "":
             return self.total
-        if name not in self._modules:
-            close = difflib.get_close_matches(name, list(self._modules), n=5)
+        module = self._named(name)
+        spans = self._spans.get(id(module), [])
+        inside: set[int] = set()
+        for span in spans:
+            inside.update(range(span.start, span.end))
+        # calls named by path without a call of the module around them (a graph module's nodes)
+        prefix = name + "."
+        inside.update(i for i, r in enumerate(self._counted)
+                      if r is not None and (r.name == name or r.name.startswith(prefix)))
+        work = sum((self._counted[i].counts for i in sorted(inside) if self._counted[i] is not None), ZERO)
+        outermost = [s for s in spans if not any(o is not s and o.start <= s.start and s.end <= o.end
+                                                 and o.depth < s.depth for o in spans)]
+        return work.replace(params=_numel(module.parameters()),
+                            bytes_read=sum(s.read for s in outermost),
+                            bytes_written=sum(s.written for s in outermost))
+
+    def _named(self, name: str) -> nn.Module:
+        """The module at a qualified name, under any of its names."""
+        found = self._modules.get(name)
+        if found is not None:
+            return found
+        if self._aliases is None:
+            self._aliases = dict(self._model.named_modules(remove_duplicate=False))
+        found = self._aliases.get(name)
+        if found is None:
+            close = difflib.get_close_matches(name, list(self._aliases), n=5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise KeyError(f"no module named {name!r} in {type(self._model).__name__}{hint}")
-        work = sum((r.counts for r in self.records if _inside(r.name, name)), ZERO)
-        read, written = self._moved.get(name, (0, 0))
-        return work.replace(params=_numel(self._modules[name].parameters()),
-                            bytes_read=read, bytes_written=written)
+        return found
 
     # -- structure used by the renderers ----------------------------------------------------------
     @property
@@ -127,8 +148,17 @@ class ProfileData:
         return type(self._model).__name__
 
     def module_type(self, name: str) -> str:
-        module = self._modules.get(name)
-        return type(module).__name__ if module is not None else ""
+        if name == "":
+            return self.model_name
+        try:
+            return type(self._named(name)).__name__
+        except KeyError:
+            return ""
+
+    def own_params(self, name: str) -> int:
+        """Parameters module ``name`` holds itself, not through its children."""
+        module = self._named(name) if name else self._model
+        return _numel(module.parameters(recurse=False))
 
     def module_shapes(self, name: str) -> tuple[tuple[Shape, ...], tuple[Shape, ...]]:
         """Input and output shapes of the first call of module ``name`` (empty if never called)."""
@@ -140,7 +170,7 @@ class ProfileData:
     def children(self, name: str) -> list[str]:
         """Qualified names of the direct children of module ``name``, in registration order."""
         self.module(name)   # validates the name
-        module = self._modules[name] if name else self._model
+        module = self._named(name) if name else self._model
         prefix = f"{name}." if name else ""
         return [prefix + child for child, _ in module.named_children()]
 
