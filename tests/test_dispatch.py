@@ -229,3 +229,31 @@ def test_a_module_s_own_functional_call_shows_its_name_type_and_parameters():
     assert row.split()[:3] == ["0", "Mixer", "(einsum)"]
     assert "1.02 K" in row                              # its 1,024 parameters
     assert prof.records[0].counts.params == 0          # the data keeps the record's own count
+
+
+# -- inputs the stand-ins must not change ------------------------------------------------------------
+def test_a_non_leaf_input_keeps_in_place_operations_legal():
+    class InPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(10, 10)
+
+        def forward(self, x):
+            return self.fc(x.relu_())
+
+    x = torch.randn(10, 10, requires_grad=True).clone()
+    # 10 rows x 10 outputs x 10 products; the input needs a gradient: 2 x 1,000 input + 2 x 1,000 weight
+    for device in ("meta", "cpu"):
+        counts = tf.count(InPlace(), x, device=device).total
+        assert (counts.macs, counts.grad_input_flops, counts.grad_weight_flops) == (1000, 2000, 2000)
+
+
+def test_nested_tensors_are_refused_with_the_reason():
+    class Attention(nn.Module):
+        def forward(self, q):
+            return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+    q = torch.nested.nested_tensor([torch.randn(2, 3, 8), torch.randn(2, 5, 8)], layout=torch.jagged)
+    for device in ("meta", "cpu"):
+        with pytest.raises(ValueError, match="nested \\(jagged\\) tensor"):
+            tf.count(Attention(), q, device=device)

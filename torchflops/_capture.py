@@ -36,9 +36,11 @@ from ._known import UNCOUNTED_FUNCTIONS, op_is_costly
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
-__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX"]
+__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "NESTED"]
 
 NOTE_PREFIX = "torchflops:"
+NESTED = ("torchflops counts dense shapes, and a nested (jagged) tensor's lengths are in its data: "
+          "count one padded batch, or each sequence's shape on its own, and add them")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +120,8 @@ def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool],
              parameter: Callable[[torch.Tensor], bool]) -> Any:
     """Replace tensors by ``TensorInfo`` (packed sequences by ``PackedInfo``), keeping structure."""
     if isinstance(value, torch.Tensor):
+        if value.is_nested:
+            raise ValueError(NESTED)
         return TensorInfo(tuple(value.shape), needs_grad(value), parameter(value))
     if isinstance(value, PackedSequence):
         return PackedInfo(describe(value.data, needs_grad, parameter),

@@ -36,6 +36,9 @@ def op_name(func: torch._ops.OpOverload) -> str:
 
 def span_bytes(t: torch.Tensor) -> int:
     """Bytes a tensor spans in its storage: from its first to its last element."""
+    if t.is_nested:     # its sizes are symbolic: the buffer holding its values
+        values = getattr(t, "_values", None)
+        return span_bytes(values) if values is not None else 0
     if t.numel() == 0:
         return 0
     extent = 1 + sum((size - 1) * abs(stride) for size, stride in zip(t.shape, t.stride()))
