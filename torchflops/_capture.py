@@ -4,8 +4,7 @@ A ``Session`` installs a global forward pre-hook and an always-called global for
 see the calls of the model's modules in the session's thread, pushes a ``TorchFunctionMode`` for
 the functional calls made outside modules that have a formula (the mode is taken off the stack
 inside those), and pushes a ``TorchDispatchMode`` (``_dispatch.OpRecorder``) that sees every ATen
-operation. Counted functions, and ``UNCOUNTED_FUNCTIONS`` (reported as unsupported), are recorded
-at the function level; an ATen operation that runs outside every such record and every claimed
+operation. Functions with a formula are recorded at the function level; an ATen operation that runs outside every such record and every claimed
 module (an exported graph, TorchScript, a custom op, a direct ``torch.ops`` call) is recorded at
 the dispatch level, counted by an ATen formula or reported by its name. Each call is reduced to
 shapes and needs-grad flags (``_call.Call``) and kept as a ``RawCall`` with the bytes its ATen
@@ -32,7 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
 from ._dispatch import OpRecorder, kernel_bytes, op_name
-from ._known import UNCOUNTED_FUNCTIONS, op_is_costly
+from ._known import op_is_costly
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
@@ -330,15 +329,15 @@ class Session:
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 
     # -- functional calls -----------------------------------------------------------------------
-    def function_entry(self, func: Callable) -> Optional[tuple[Optional[Formula], int, int]]:
-        """Before a function runs: its formula and the byte counters when the call is recorded
-        here (a counted function, or one known to be uncounted, in the model's own forward);
-        None when the dispatch recorder decides (free work, or work only ATen shows)."""
+    def function_entry(self, func: Callable) -> Optional[tuple[Formula, int, int]]:
+        """Before a function runs: its formula and the byte counters when the call is counted
+        here (a function with a formula, in the model's own forward); None when the dispatch
+        recorder decides (what the function runs is counted, reported or free by its ATen ops)."""
         # only work of the model's own forward: not inside a claimed module, not outside the model
         if self._claim or not self._stack or threading.get_ident() != self._thread:
             return None
         formula = self.resolver.for_function(func)
-        if formula is None and func not in UNCOUNTED_FUNCTIONS:
+        if formula is None:
             return None
         self.covered += 1
         return formula, self.read, self.written
