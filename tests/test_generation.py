@@ -62,12 +62,13 @@ LINEAR = {"gpt2": 49_152, "llama": 46_080}
 
 
 def prefill_macs(name, prompt, batch=1):
-    return batch * (2 * (LINEAR[name] * prompt + 128 * prompt * prompt) + 6_400
-                    + (ROTARY * prompt if name == "llama" else 0))
+    # rotary angles once for the batch: their position ids are 1 x tokens
+    return batch * (2 * (LINEAR[name] * prompt + 128 * prompt * prompt) + 6_400) \
+        + (ROTARY * prompt if name == "llama" else 0)
 
 
 def step_macs(name, context, batch=1):
-    return batch * (2 * (LINEAR[name] + 128 * (context + 1)) + 6_400 + (ROTARY if name == "llama" else 0))
+    return batch * (2 * (LINEAR[name] + 128 * (context + 1)) + 6_400) + (ROTARY if name == "llama" else 0)
 
 
 # -- the oracles ------------------------------------------------------------------------------------

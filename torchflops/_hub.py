@@ -43,6 +43,11 @@ def _transformers() -> Any:
     return transformers
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _config(source: str) -> Any:
     transformers = _transformers()
     if os.path.isdir(source):
@@ -63,7 +68,7 @@ def _config(source: str) -> Any:
     try:
         return transformers.AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        first = _first_line(error)
         if "model type" in first and "does not recognize" in first:
             raise HubError(f"unknown model type in the config of {source!r}: {first}") from None
         raise HubError(f"cannot load the config of {source!r}: {first}") from None
@@ -77,8 +82,12 @@ def _build(config: Any) -> Any:
         auto = getattr(transformers, head, None)
         if auto is None or type(config) not in auto._model_mapping:
             continue
-        with torch.device("meta"):
-            return auto.from_config(config).eval()
+        try:
+            with torch.device("meta"):
+                return auto.from_config(config).eval()
+        except Exception as error:  # noqa: BLE001 - transformers' own message says what is wrong
+            raise HubError(f"building {auto.__name__} from {type(config).__name__} failed: "
+                           f"{type(error).__name__}: {_first_line(error)}") from error
     raise HubError(f"transformers has no model class for config {type(config).__name__}")
 
 
@@ -122,7 +131,7 @@ def report(args: argparse.Namespace, render: Callable[[Any, argparse.Namespace],
         raise HubError("hf: models are built without weights, so they count shape-only: drop --device")
     model = _build(_config(source))
     inputs = _inputs(model, args.seq_len, args.batch)
-    if args.generate is not None and not hasattr(model, "generate"):
+    if args.generate is not None and not model.can_generate():
         raise HubError(f"--generate needs a decoder model; {type(model).__name__} does not generate")
     try:
         prof = tf.count(model, kwargs=inputs)
@@ -130,7 +139,7 @@ def report(args: argparse.Namespace, render: Callable[[Any, argparse.Namespace],
         if args.generate is not None:
             text += "\n" + tf.generation(model, args.seq_len, args.generate, batch=args.batch).summary()
     except (TypeError, ValueError, RuntimeError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        first = _first_line(error)
         shown = " and ".join(f"{k} {'x'.join(map(str, t.shape))}" for k, t in inputs.items())
         raise HubError(f"{type(model).__name__} failed on {shown}: {type(error).__name__}: {first}") from error
     return text
