@@ -82,6 +82,7 @@ def test_a_whisper_folder_is_fed_audio_features_and_decoder_ids(tmp_path, capsys
     assert report["total"]["flops"] == expected > 0
 
 
+@pytest.mark.slow
 def test_a_hub_id_comes_from_the_local_cache_when_offline(tmp_path):
     """The cache's own layout (models--org--name/snapshots/<commit>), read by a fresh process: the
     Hugging Face libraries read HF_HUB_CACHE and HF_HUB_OFFLINE when they are imported."""
