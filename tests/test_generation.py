@@ -5,6 +5,8 @@ Runs on whichever transformers is importable (5.x takes the cache as `cache=`, 4
 `past_key_values=`). Small configs: hidden 64, 4 heads of 16, vocab 100, eager attention.
 """
 import inspect
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +127,7 @@ def test_total_equals_the_sum_of_individually_counted_steps(name):
         assert gen.step(context) == step.total
         steps.append(step.total.flops)
     assert gen.total.flops == prefill.total.flops + sum(steps)
+    assert tf.generation(model, PROMPT, NEW, device="cpu").total == gen.total      # real tensors, same counts
 
 
 @pytest.mark.parametrize("name", ["llama", "mistral", "gemma2"])
@@ -187,6 +190,10 @@ def test_bad_arguments_are_refused_before_anything_runs():
         tf.generation("llama", 16, 32)
     with pytest.raises(TypeError, match="transformers models"):
         tf.generation(torch.nn.Linear(4, 4), 16, 32)
+    with torch.device("meta"):
+        t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(d_model=64, num_layers=1, num_heads=4))
+    with pytest.raises(TypeError, match="decoder-only"):
+        tf.generation(t5, 16, 32)
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="prompt_tokens must be a positive integer"):
             tf.generation(model, bad, 32)
@@ -212,3 +219,17 @@ def test_the_model_is_left_as_it_was():
     for name, p in model.named_parameters():
         same, values, grad = before[name]
         assert p is same and torch.equal(p, values) and p.requires_grad == grad and p.device.type == "cpu"
+
+
+@pytest.mark.skipif(ROTARY_MATMUL, reason="the README shows transformers 5's figures")
+def test_the_readme_example_prints_what_the_readme_shows(capsys):
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("\n## LLMs\n"):]
+    code, shown = re.search(r"```python\n(.*?)```\n\n```text\n(.*?)```", section, re.S).groups()
+    exec(compile(code, "README.md (LLMs)", "exec"), {})
+    assert capsys.readouterr().out == shown
+    # the step at 4,096: 2 x (32 x (4 x 4096^2 + 3 x 4096 x 11008) + 4096 x 32000) linear FLOPs
+    # + 2 x 32 layers x 2 x 32 heads x 128 x 4,097 keys; the cache 32 x 2 x 4096 x 2 bytes per token
+    linear = 32 * (4 * 4096 ** 2 + 3 * 4096 * 11008) + 4096 * 32000
+    assert f"{2 * (linear + 32 * 2 * 32 * 128 * 4097):,} FLOPs" in shown
+    assert f"{32 * 2 * 4096 * 2 * 4096:,} bytes" in shown

@@ -55,6 +55,11 @@ def test_a_llama_folder_counts_token_ids_and_prints_its_generation(tmp_path, cap
     # tests/test_generation.py derives these and checks them against generate() on CPU
     assert f"total FLOPs: {9_711_616 + 2 * 8 * 47 * ROTARY_MATMUL:,}" in out
     assert "KV cache at 47 tokens: 24,064 bytes" in out
+    generation = cli_json(capsys, f"hf:{folder}", "--seq-len", "16", "--generate", "32")["generation"]
+    assert generation["total"]["flops"] == 9_711_616 + 2 * 8 * 47 * ROTARY_MATMUL
+    # 2 layers x (keys + values) x 2 KV heads x 47 tokens x 16 x 4 bytes
+    assert generation["kv_cache_layers"] == [2 * 2 * 47 * 16 * 4] * 2
+    assert generation["step"][0]["slope"]["flops"] == 512       # 2 layers x 2 x 4 heads x 16 x 2 per key
 
 
 def test_a_vit_folder_is_fed_pixel_values(tmp_path, capsys):
@@ -124,3 +129,4 @@ def test_bad_configs_and_options_are_one_line_and_exit_2(tmp_path, capsys):
     vit = saved(transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=64, num_hidden_layers=1,
                                        num_attention_heads=4, intermediate_size=128), tmp_path / "vit")
     assert "--generate needs a decoder model" in _error(capsys, f"hf:{vit}", "--generate", "8")
+    assert "CSV" in _error(capsys, f"hf:{llama}", "--generate", "8", "--format", "csv")

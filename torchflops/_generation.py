@@ -11,8 +11,8 @@ piece give it exactly, and the sum over thousands of steps is an arithmetic seri
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Union
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -37,6 +37,11 @@ class _Layout:
         make = torch.empty if device.type == "meta" else torch.zeros
         return (make(*self.key[:-2], context, self.key[-1], dtype=self.key_dtype, device=device),
                 make(*self.value[:-2], context, self.value[-1], dtype=self.value_dtype, device=device))
+
+
+def _states(layers: tuple[Optional[_Layout], ...], context: int, device: torch.device) -> list[torch.Tensor]:
+    """Keys and values of ``context`` tokens for every layer that caches any, in layer order."""
+    return [t for layout in layers if layout is not None for t in layout.tensors(context, device)]
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,9 @@ class Generation:
     batch: int
     prefill: Counts
     total: Counts
-    _pieces: tuple[_Piece, ...]
-    _config: Any
-    _layers: tuple[Optional[_Layout], ...]
+    _pieces: tuple[_Piece, ...] = field(repr=False)
+    _config: Any = field(repr=False)
+    _layers: tuple[Optional[_Layout], ...] = field(repr=False)
 
     def step(self, context: int) -> Counts:
         """``Counts`` of one decode step whose KV cache holds ``context`` tokens."""
@@ -103,13 +108,24 @@ class Generation:
     def kv_cache_layers(self, context: int) -> tuple[int, ...]:
         """Bytes of each layer's cached keys plus values when the cache holds ``context`` tokens."""
         _check_positive(context, "context")
-        cache = _filled_cache(self._config, self._layers, context, torch.device("meta"))
+        cache = _filled_cache(self._config, self._layers, _states(self._layers, context, torch.device("meta")))
         return tuple(0 if layout is None else _layer_bytes(layer)
                      for layout, layer in zip(self._layers, cache.layers))
 
     def kv_cache_bytes(self, context: int) -> int:
         """Bytes the KV cache holds at ``context`` tokens: its key and value tensors, every layer."""
         return sum(self.kv_cache_layers(context))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exact integers: the prefill, the step's pieces (``step(c) = at_start + (c - start) * slope``),
+        the total, and the KV cache when the last token is produced, in total and per layer."""
+        end = self.prompt_tokens + self.new_tokens - 1
+        return {"prompt_tokens": self.prompt_tokens, "new_tokens": self.new_tokens, "batch": self.batch,
+                "prefill": self.prefill.as_dict(),
+                "step": [{"start": p.start, "at_start": p.at_start.as_dict(), "slope": p.slope.as_dict()}
+                         for p in self._pieces],
+                "total": self.total.as_dict(), "kv_cache_tokens": end,
+                "kv_cache_bytes": self.kv_cache_bytes(end), "kv_cache_layers": list(self.kv_cache_layers(end))}
 
     def summary(self) -> str:
         """A few lines: prefill, the step's closed form, the total and the KV cache at the end."""
@@ -156,13 +172,11 @@ def _new_cache(config: Any) -> Any:
     return DynamicCache(config=config.get_text_config(decoder=True))
 
 
-def _filled_cache(config: Any, layers: tuple[Optional[_Layout], ...], context: int, device: torch.device,
-                  states: Optional[tuple[torch.Tensor, ...]] = None) -> Any:
-    """The cache after ``context`` tokens: each layer gets that many keys and values and keeps what
-    its own type keeps (a sliding-window layer its window's worth)."""
+def _filled_cache(config: Any, layers: tuple[Optional[_Layout], ...], states: Sequence[torch.Tensor]) -> Any:
+    """The cache after ``states`` (from ``_states``): each layer is given its keys and values and keeps
+    what its own type keeps (a sliding-window layer its window's worth)."""
     cache = _new_cache(config)
-    tensors = iter(states if states is not None else
-                   [t for layout in layers if layout is not None for t in layout.tensors(context, device)])
+    tensors = iter(states)
     for index, layout in enumerate(layers):
         if layout is not None:
             cache.update(next(tensors), next(tensors), index)
@@ -186,11 +200,7 @@ class _Pass(nn.Module):
         self.layouts = layouts
 
     def forward(self, input_ids: torch.Tensor, *states: torch.Tensor) -> Any:
-        config = self.model.config
-        if states:
-            cache = _filled_cache(config, self.layers, 0, input_ids.device, states)
-        else:
-            cache = _new_cache(config)
+        cache = _filled_cache(self.model.config, self.layers, states)
         output = self.model(input_ids=input_ids, use_cache=True, **{self.keyword: cache}, **self.extra)
         self.layouts[:] = [None if getattr(layer, "keys", None) is None or layer.keys.numel() == 0 else
                            _Layout(tuple(layer.keys.shape), layer.keys.dtype,
@@ -215,9 +225,8 @@ class _Counter:
 
         layouts: list = []
         ids = torch.zeros(self.batch, tokens, dtype=torch.long, device=self.device)
-        states = [t for layout in layers if layout is not None for t in layout.tensors(context, self.device)]
-        prof = count(_Pass(self.model, self.keyword, self.extra, layers, layouts), ids, *states,
-                     device=self.device)
+        prof = count(_Pass(self.model, self.keyword, self.extra, layers, layouts), ids,
+                     *_states(layers, context, self.device), device=self.device)
         return prof.total, tuple(layouts)
 
     def prefill(self, tokens: int) -> tuple[Counts, tuple[Optional[_Layout], ...]]:
@@ -229,7 +238,7 @@ class _Counter:
 
 def _caps(config: Any, layers: tuple[Optional[_Layout], ...]) -> list[int]:
     """The context lengths at which a layer's cache stops growing (its window fills), ascending."""
-    cache = _filled_cache(config, layers, _HUGE_CONTEXT, torch.device("meta"))
+    cache = _filled_cache(config, layers, _states(layers, _HUGE_CONTEXT, torch.device("meta")))
     held = {layer.keys.shape[-2] for layout, layer in zip(layers, cache.layers) if layout is not None}
     return sorted(n for n in held if n < _HUGE_CONTEXT)
 
@@ -256,6 +265,8 @@ def generation(model: nn.Module, prompt_tokens: int, new_tokens: int, *, batch: 
         raise TypeError(f"kwargs must be a dict of keyword inputs, got {type(kwargs).__name__}")
     if getattr(model, "config", None) is None or not hasattr(model.config, "get_text_config"):
         raise TypeError(f"generation() counts transformers models (with a .config); got {type(model).__name__}")
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise TypeError(f"generation() counts decoder-only models; {type(model).__name__} is an encoder-decoder")
     keyword = _cache_keyword(model)
     extra = dict(kwargs or {})
     if "logits_to_keep" in inspect.signature(model.forward).parameters:

@@ -133,11 +133,16 @@ def report(args: argparse.Namespace, render: Callable[[Any, argparse.Namespace],
     inputs = _inputs(model, args.seq_len, args.batch)
     if args.generate is not None and not model.can_generate():
         raise HubError(f"--generate needs a decoder model; {type(model).__name__} does not generate")
+    if args.generate is not None and args.format == "csv":
+        raise HubError("--generate cannot be written as CSV rows; use --format json, table or markdown")
     try:
         prof = tf.count(model, kwargs=inputs)
-        text = render(prof, args)
-        if args.generate is not None:
-            text += "\n" + tf.generation(model, args.seq_len, args.generate, batch=args.batch).summary()
+        if args.generate is None:
+            return render(prof, args)
+        gen = tf.generation(model, args.seq_len, args.generate, batch=args.batch)
+        if args.format == "json":
+            return json.dumps({**prof.to_dict(), "generation": gen.to_dict()}, indent=2)
+        text = render(prof, args) + "\n" + gen.summary()
     except (TypeError, ValueError, RuntimeError) as error:
         first = _first_line(error)
         shown = " and ".join(f"{k} {'x'.join(map(str, t.shape))}" for k, t in inputs.items())
