@@ -78,12 +78,12 @@ def cache_keyword(model):
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
-def real_generate(model, batch=1):
-    ids = torch.randint(1, 100, (batch, PROMPT), generator=torch.Generator().manual_seed(1))
+def real_generate(model, batch=1, prompt=PROMPT, new=NEW):
+    ids = torch.randint(1, 100, (batch, prompt), generator=torch.Generator().manual_seed(1))
     with FlopCounterMode(display=False) as counter:
-        out = model.generate(ids, max_new_tokens=NEW, min_new_tokens=NEW, do_sample=False,
+        out = model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=False,
                              return_dict_in_generate=True, pad_token_id=0)
-    assert out.sequences.shape == (batch, PROMPT + NEW)
+    assert out.sequences.shape == (batch, prompt + new)
     cache = getattr(out, "cache", None) or out.past_key_values
     return counter.get_total_flops(), [layer.keys.nbytes + layer.values.nbytes for layer in cache.layers]
 
@@ -144,6 +144,13 @@ def test_closed_form_equals_a_step_counted_at_context_4096(name):
     assert gen.step(4096).flops == 2 * (linear + attention + 6_400 + ROTARY) == counter.get_total_flops()
 
 
+@pytest.mark.parametrize("name", ["mistral", "gemma2"])
+def test_a_generation_across_the_window_break_equals_the_counter_around_generate(name):
+    """A prompt of 4 and 8 new tokens: steps at contexts 4 ... 10, the window's cache fills at 7."""
+    model = MODELS[name]()
+    assert tf.generation(model, 4, 8).total.flops == real_generate(model, prompt=4, new=8)[0]
+
+
 def test_steps_are_affine_in_the_context_until_a_window_fills():
     gen = tf.generation(gemma2(), PROMPT, NEW)
     # per token of context: the full layer's 128 MACs, and the two sliding layers' until 7 are cached
@@ -165,8 +172,10 @@ def test_kv_cache_bytes_equal_the_cache_a_real_generate_leaves(name, dtype):
     full, sliding = 2 * 2 * 47 * 16 * size, 2 * 2 * 7 * 16 * size
     expected = {"gpt2": [2 * full] * 2, "llama": [full] * 2, "mistral": [sliding] * 2,
                 "gemma2": [sliding, full, sliding]}[name]
-    assert list(gen.kv_cache_layers(47)) == expected == real_generate(model)[1]
+    flops, layers = real_generate(model)
+    assert list(gen.kv_cache_layers(47)) == expected == layers
     assert gen.kv_cache_bytes(47) == sum(expected)
+    assert gen.total.flops == flops
 
 
 def test_kv_cache_of_llama_7b_counts_kv_heads_not_the_hidden_size():

@@ -87,6 +87,17 @@ def test_a_whisper_folder_is_fed_audio_features_and_decoder_ids(tmp_path, capsys
     assert report["total"]["flops"] == expected > 0
 
 
+def test_a_wav2vec2_folder_is_fed_raw_samples(tmp_path, capsys):
+    config = transformers.Wav2Vec2Config(hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                                         intermediate_size=128, conv_dim=(32, 32), conv_stride=(5, 2),
+                                         conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                                         num_conv_pos_embedding_groups=4, vocab_size=32)
+    report = cli_json(capsys, f"hf:{saved(config, tmp_path)}", "--seq-len", "1600")
+    expected = oracle(config, transformers.Wav2Vec2Model, input_values=torch.zeros(1, 1600))
+    assert report["total"]["flops"] == expected > 0
+    assert report["records"][0]["input_shapes"] == [[1, 1, 1600]]    # the first conv: samples as one channel
+
+
 @pytest.mark.slow
 def test_a_hub_id_comes_from_the_local_cache_when_offline(tmp_path):
     """The cache's own layout (models--org--name/snapshots/<commit>), read by a fresh process: the
