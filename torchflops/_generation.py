@@ -68,6 +68,10 @@ def _affine(base: Counts, slope: Counts, times: int) -> Counts:
     return Counts(**{name: getattr(base, name) + times * getattr(slope, name) for name in _SUMMED})
 
 
+def _difference(later: Counts, earlier: Counts) -> Counts:
+    return Counts(**{name: getattr(later, name) - getattr(earlier, name) for name in _SUMMED})
+
+
 @dataclass(frozen=True)
 class Generation:
     """The cost of ``model.generate(max_new_tokens=new_tokens)`` on ``prompt_tokens`` tokens.
@@ -280,8 +284,8 @@ def generation(model: nn.Module, prompt_tokens: int, new_tokens: int, *, batch: 
                         "decoder models with a key/value cache")
     pieces = []
     for start in sorted({1, *(cap for cap in _caps(model.config, layers) if cap > 1)}):
-        first = counter.step(layers, start)
-        pieces.append(_Piece(start, first, _affine(counter.step(layers, start + 1), first, -1)))   # slope
+        at_start = counter.step(layers, start)
+        pieces.append(_Piece(start, at_start, _difference(counter.step(layers, start + 1), at_start)))
     pieces = tuple(pieces)
 
     total = prefill
