@@ -28,6 +28,8 @@ SizeLike = Union[Sequence[int], Sequence[Sequence[int]]]
 class ShapeOnlyError(RuntimeError):
     """The model's forward depends on tensor values, so it cannot run shape-only."""
 
+    __module__ = "torchflops"   # tracebacks name the public path
+
 
 # -- argument checks (all before anything is touched) ----------------------------------------------
 def _check_model(model: object) -> None:

@@ -21,9 +21,13 @@ Shape = tuple[int, ...]
 class UnsupportedError(ValueError):
     """``strict=True`` and the model did work torchflops cannot count."""
 
+    __module__ = "torchflops"   # tracebacks name the public path
+
 
 class UnsupportedWarning(UserWarning):
     """The model did work torchflops cannot count; see ``Profile.unsupported``."""
+
+    __module__ = "torchflops"
 
 
 @dataclass(frozen=True)

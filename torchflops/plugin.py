@@ -147,9 +147,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     state = item.config.stash[_STATE]
     state.ran.add(item.nodeid)
     profiles = item.stash.get(_PROFILES, [])
+    limits = _limits(item)
     if not profiles:
+        if limits is not None:
+            # a budget that checked nothing would pass forever, whatever the model costs
+            pytest.fail(f"@pytest.mark.{MARKER} on {item.nodeid} checked nothing: the test made no profile "
+                        "through the `flops` fixture (flops(model, input_size=...) or "
+                        "`with flops(model): model(x)`)", pytrace=False)
         return result
-    limits = _limits(item) or {}
+    limits = limits or {}
     measured = [Measured(p.model_name, {n: getattr(p.total, n) for n in FIGURES}, limits)
                 for p in profiles]
     state.measured[item.nodeid] = measured
