@@ -66,7 +66,7 @@ def check_limits(limits: Mapping[str, object]) -> dict[str, Limit]:
                             f"'1.6G', got {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"budget limit {name} must be a finite number >= 0, got {value!r}")
-        checked[name] = value
+        checked[name] = value if isinstance(value, (int, float)) else float(value)
     if not checked:
         raise TypeError(f"a budget needs at least one limit: {', '.join(f'{n}=...' for n in LIMITS)}")
     return checked

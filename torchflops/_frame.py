@@ -57,9 +57,9 @@ def to_pandas(profile: ProfileData, depth: Optional[int] = None) -> "pandas.Data
     columns: dict[str, list[Any]] = {name: [] for name in
                                      ("name", "type", "input_shapes", "output_shapes", *FIELDS, "module_params")}
     for row, params in zip(body, credited):
-        values = row.counts.as_dict()
-        values.update(params=params, module_params=row.counts.params, name=row.name, type=row.type,
-                      input_shapes=_shapes_text(row.input_shapes), output_shapes=_shapes_text(row.output_shapes))
+        values: dict[str, Any] = {**row.counts.as_dict(), "params": params, "module_params": row.counts.params,
+                                  "name": row.name, "type": row.type, "input_shapes": _shapes_text(row.input_shapes),
+                                  "output_shapes": _shapes_text(row.output_shapes)}
         for name, column in columns.items():
             column.append(values[name])
     if rest:

@@ -167,11 +167,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
-def _budget_failures(profiles: list, limits: dict[str, float]) -> list[AssertionError]:
+def _budget_failures(profiles: list, limits: dict[str, Any]) -> list[AssertionError]:
     if not limits:
         return []
     from torchflops._budget import BudgetExceeded, assert_budget
-    failures = []
+    failures: list[AssertionError] = []
     for p in profiles:
         try:
             assert_budget(p, **limits)
@@ -212,7 +212,7 @@ def _change(before: int, now: int) -> str:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_STATE, None)
-    if state is None or not state.update:
+    if state is None or not state.update or state.baseline_path is None:
         return
     baseline = dict(state.baseline)
     for nodeid in state.ran:
