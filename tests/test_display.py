@@ -144,3 +144,13 @@ def test_to_pandas_without_pandas_says_how_to_install(monkeypatch, prof):
     monkeypatch.setattr(builtins, "__import__", no_pandas)
     with pytest.raises(ImportError, match=r"pip install 'torchflops\[pandas\]'"):
         prof.to_pandas()
+
+
+def test_token_ids_given_as_floats_get_advice():
+    model = nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 2))
+    with pytest.raises(RuntimeError) as caught:
+        tf.count(model, input_size=(1, 5))
+    assert ("torchflops: the input feeds an nn.Embedding, which takes token ids: pass dtype=torch.long "
+            "with input_size") in caught.value.__notes__
+    # 5 tokens x 8 x 2 = 80 MACs
+    assert tf.count(model, input_size=(1, 5), dtype=torch.long).total.macs == 80

@@ -305,15 +305,10 @@ def _advice(error: BaseException) -> str:
             .replace('device="cpu"', "--device cpu"))
 
 
-def _token_ids(error: BaseException) -> bool:
-    """Whether the pass failed because an nn.Embedding was fed floating-point values."""
-    text = str(error)
-    return "'indices'" in text and ("Long" in text or "Int" in text)
-
-
 def _count(model: Any, sizes: list[tuple[int, ...]], dtype: Any, args: argparse.Namespace) -> Any:
     import torch
     import torchflops as tf
+    from ._api import _token_ids
 
     shown = " and ".join("x".join(map(str, s)) for s in sizes)
     try:
