@@ -58,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(macs=None, flops=None, backward_flops=None, comparisons=None, params=None): "
-        "fail the test when a profile made through the torchflops `flops` fixture exceeds a limit")
+        "fail the test when a profile made through the torchflops `flops` fixture exceeds a limit "
+        "(numbers or strings such as '1.4G'), or when the test made no such profile")
     path = config.getoption("flops_baseline")
     tolerance = config.getoption("flops_tolerance")
     update = config.getoption("flops_update_baseline")
