@@ -79,8 +79,11 @@ def test_a_limit_of_zero(prof):
     ({"macs": -1}, ValueError, "macs must be a finite number >= 0, got -1"),
     ({"flops": math.nan}, ValueError, "flops must be a finite number >= 0, got nan"),
     ({"params": math.inf}, ValueError, "params must be a finite number >= 0, got inf"),
-    ({"macs": True}, TypeError, "macs must be a number such as 1.6e9, got True"),
-    ({"comparisons": "1e9"}, TypeError, "comparisons must be a number such as 1.6e9, got '1e9'"),
+    ({"macs": True}, TypeError, "macs must be a number such as 1.6e9 or a string such as '1.6G', got True"),
+    ({"comparisons": [1e9]}, TypeError, "comparisons must be a number such as 1.6e9 or a string"),
+    ({"comparisons": "1.4Q"}, ValueError, "comparisons must be a number or a string such as '1.4G' "
+                                          "(SI prefixes K, M, G, T), got '1.4Q'"),
+    ({"macs": "-1K"}, ValueError, "got '-1K'"),
     ({}, TypeError, "needs at least one limit"),
 ])
 def test_bad_limits_are_named(prof, limits, error, words):
@@ -169,3 +172,28 @@ def test_contributions_add_up_to_the_total_on_googlenet():
     prof = tf.count(model, input_size=(1, 3, 224, 224))
     for field in ("macs", "flops", "backward_flops", "comparisons", "params"):
         assert sum(v for _, v in contributions(prof, field)) == getattr(prof.total, field), field
+
+
+@pytest.mark.parametrize("text, value", [
+    ("10656", 10_656), ("10.656K", 10_656), ("0.010656M", 10_656), ("1.0656e4", 10_656),
+    ("1.4G", 1_400_000_000), (" 2 T ", 2 * 10**12), ("0.5", 0.5),
+])
+def test_limits_as_si_strings(text, value):
+    from torchflops._budget import check_limits
+    assert check_limits({"macs": text}) == {"macs": value}
+
+
+def test_a_string_limit_is_held_like_the_number(prof):
+    # 10,656 MACs: "10.656K" is exactly the figure (passes), "10.655K" one MAC under it (fails)
+    tf.assert_budget(prof, macs="10.656K")
+    with pytest.raises(tf.BudgetExceeded, match="limit 10,655 "):
+        tf.assert_budget(prof, macs="10.655K")
+
+
+def test_public_exceptions_name_their_public_module():
+    import torchflops
+    exceptions = [name for name in torchflops._EXPORTS
+                  if isinstance(getattr(tf, name), type) and issubclass(getattr(tf, name), BaseException)]
+    assert {"BudgetExceeded", "ShapeOnlyError", "UnsupportedError", "UnsupportedWarning"} <= set(exceptions)
+    for name in exceptions:
+        assert getattr(tf, name).__module__ == "torchflops", name

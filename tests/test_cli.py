@@ -233,3 +233,140 @@ def test_a_module_file_that_fails_to_load(capsys, tmp_path):
                                 "ImportError: needs a package that is not installed\n")
     status, _, err = run(capsys, f"{tmp_path / 'missing.py'}:build")
     assert status == 2 and "no such file" in err
+
+
+TOKENS = """
+import torch
+from torch import nn
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 8)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, ids):
+        return self.head(self.embed(ids))
+
+class Built(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(4, 3)
+        self.where = self.head.weight.device.type
+
+    def forward(self, x):
+        return self.head(x)
+
+instance = Built()
+"""
+
+
+@pytest.fixture
+def tokens_file(tmp_path, monkeypatch):
+    (tmp_path / "cli_tokens.py").write_text(TOKENS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "cli_tokens", raising=False)
+    return tmp_path
+
+
+def test_the_installed_script_imports_modules_from_the_working_directory(tokens_file):
+    # `python -m` puts the working directory on the path; the console script must too
+    executable = Path(sys.executable).with_name("torchflops")
+    done = subprocess.run([str(executable), "cli_tokens:Built", "--input-size", "2,4", "--format", "json"],
+                          capture_output=True, text=True, timeout=300, cwd=tokens_file)
+    assert done.returncode == 0, done.stderr
+    assert total(done.stdout)["macs"] == 2 * 4 * 3
+
+
+def test_token_ids_are_inferred_when_the_input_feeds_an_embedding(capsys, tokens_file):
+    status, out, err = run(capsys, "cli_tokens:Tokens", "--input-size", "1,5", "--format", "json")
+    assert status == 0
+    assert err == "torchflops: warning: the input feeds an nn.Embedding: counted with token ids (--dtype int64)\n"
+    # head: 5 tokens x 8 x 2 = 80 MACs
+    assert total(out)["macs"] == 80
+    # an explicit floating dtype is the user's choice, and gets the advice
+    status, _, err = run(capsys, "cli_tokens:Tokens", "--input-size", "1,5", "--dtype", "float32")
+    assert status == 2
+    assert err.endswith("; the input feeds an nn.Embedding: pass --dtype int64 (token ids)\n")
+
+
+def test_a_module_instance_is_counted_as_it_is(capsys, tokens_file):
+    status, out, _ = run(capsys, "cli_tokens:instance", "--input-size", "2,4", "--format", "json")
+    assert status == 0 and total(out)["macs"] == 24
+    status, _, err = run(capsys, "cli_tokens:instance", "--kwargs", '{"a": 1}')
+    assert status == 2 and "cli_tokens:instance is a module instance, not a constructor" in err
+
+
+def test_a_callable_is_built_on_the_meta_device(capsys, tokens_file, monkeypatch):
+    import cli_tokens
+    seen = []
+    monkeypatch.setattr(cli_tokens.Built, "forward",
+                        lambda self, x: seen.append(self.where) or self.head(x))
+    status, _, _ = run(capsys, "cli_tokens:Built", "--input-size", "2,4")
+    assert (status, seen) == (0, ["meta"])
+    # on the CPU a model is built for real
+    status, _, _ = run(capsys, "cli_tokens:Built", "--input-size", "2,4", "--device", "cpu")
+    assert (status, seen) == (0, ["meta", "cpu"])
+
+
+def test_version(capsys):
+    import torchflops
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"torchflops {torchflops.__version__}\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["googlenet", "--format", "json", "--top", "3"], "--format json holds every record with exact figures; "
+                                                      "--top fold tables only"),
+    (["googlenet", "--format", "csv", "--depth", "2"], "--format csv holds every record"),
+    (["googlenet", "--output", "out.png"], "--output writes the text report, not a .png file; use --plot out.png"),
+    (["googlenet", "--output", "out.html"], "use --html out.html"),
+    (["googlenet", "--plot", "out.txt"], "--plot draws a PNG; give a path ending in .png"),
+])
+def test_options_that_would_be_ignored_or_misplaced_are_refused(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run(capsys, *argv)
+    assert (status, out) == (2, "")
+    assert message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_and_html_files(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    chart, page = tmp_path / "g.png", tmp_path / "g.html"
+    status, out, _ = run(capsys, "googlenet", "--top", "3", "--plot", str(chart), "--html", str(page))
+    assert status == 0 and out.splitlines()[-1].startswith("total ")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "\"macs\": 1498376192" in page.read_text()   # the exact total, in the embedded data
+
+
+def test_a_model_that_cannot_run_shape_only_is_counted_on_the_cpu(capsys):
+    # SSDlite's post-processing reads box scores; it is counted on real tensors, and says so
+    status, out, err = run(capsys, "ssdlite320_mobilenet_v3_large", "--format", "json")
+    assert status == 0
+    assert err == "torchflops: warning: SSD cannot run shape-only; counted on real tensors (--device cpu)\n"
+    assert json.loads(out)["device"] == "cpu"
+    # asked for explicitly, shape-only is an error whose advice is a command-line flag
+    status, _, err = run(capsys, "ssdlite320_mobilenet_v3_large", "--device", "meta")
+    assert status == 2
+    assert "--device cpu" in err and "device='cpu'" not in err
+
+
+@pytest.mark.parametrize("name, sizes", [("vit_h_14", [[1, 3, 224, 224]]),
+                                         ("raft_small", [[1, 3, 224, 224], [1, 3, 224, 224]])])
+def test_defaults_follow_what_the_model_was_built_for(capsys, name, sizes):
+    status, out, err = run(capsys, name, "--format", "json")
+    assert (status, err) == (0, "")
+    assert json.loads(out)["input_shapes"] == sizes
+
+
+@pytest.mark.slow
+def test_every_listed_model_runs_with_its_defaults(capsys):
+    failed = {}
+    for name in torchvision.models.list_models():
+        status, out, err = run(capsys, name, "--format", "json")
+        if status != 0 or total(out)["macs"] <= 0:
+            failed[name] = err
+    assert failed == {}

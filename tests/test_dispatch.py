@@ -210,7 +210,7 @@ def test_folded_rows_carry_a_module_s_parameters_once():
     fc_row = prof.table(depth=1).splitlines()[2].split()
     assert fc_row[:2] == ["fc", "Linear"] and fc_row[4] == "110"
     # one row per call repeats the parameters, and the table says so
-    assert "rows repeat the parameters" in prof.table()
+    assert "rows repeat parameters" in prof.table()
     assert "rows repeat" not in prof.table(depth=1)
 
 

@@ -264,3 +264,37 @@ def test_the_readme_budget_example_and_its_message(pytester):
     result = pytester.runpytest()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([line.replace("[", "[[]") for line in shown.splitlines()])
+
+
+def test_a_budget_that_checked_nothing_fails(pytester):
+    make_tests(pytester, """
+@pytest.mark.flops_budget(macs=1e9)
+def test_counted_outside_the_fixture():
+    import torchflops as tf
+    tf.count(net(WIDTH), input_size=(1, 10))
+
+@pytest.mark.flops_budget(macs="1G")
+def test_counted(flops):
+    flops(net(WIDTH), input_size=(1, 10))
+""")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*test_counted_outside_the_fixture checked nothing: the test made no "
+                                 "profile through the `flops` fixture*"])
+
+
+def test_an_assert_budget_failure_shows_the_users_line_not_torchflops_source(pytester):
+    make_tests(pytester, """
+import torchflops as tf
+
+def test_cost():
+    prof = tf.count(net(WIDTH), input_size=(1, 10))
+    tf.assert_budget(prof, macs="0.1K")
+""")
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert 'tf.assert_budget(prof, macs="0.1K")' in out
+    assert "torchflops.BudgetExceeded: Linear exceeds its budget (macs):" in out
+    # none of assert_budget's own lines
+    assert "raise BudgetExceeded" not in out and "def assert_budget" not in out

@@ -29,6 +29,8 @@ SizeLike = Union[Sequence[int], Sequence[Sequence[int]]]
 class ShapeOnlyError(RuntimeError):
     """The model's forward depends on tensor values, so it cannot run shape-only."""
 
+    __module__ = "torchflops"   # tracebacks name the public path
+
 
 # -- argument checks (all before anything is touched) ----------------------------------------------
 def _check_model(model: object) -> None:
@@ -333,9 +335,21 @@ def count(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
     _check_parameters(modules, device)
     request = _Pass(model, modules, inputs, kwargs, sizes, dtype, device, resolver)
 
-    result = request.run(fake=False) if device.type != "meta" else _shape_only(request)
+    try:
+        result = request.run(fake=False) if device.type != "meta" else _shape_only(request)
+    except Exception as error:
+        if sizes is not None and dtype.is_floating_point and _token_ids(error):
+            error.add_note("torchflops: the input feeds an nn.Embedding, which takes token ids: "
+                           "pass dtype=torch.long with input_size")
+        raise
     result.check_unsupported(strict)
     return result
+
+
+def _token_ids(error: BaseException) -> bool:
+    """Whether a pass failed because an ``nn.Embedding`` was fed floating-point values."""
+    text = str(error)
+    return "'indices'" in text and ("Long" in text or "Int" in text)
 
 
 def _shape_only(request: _Pass) -> Profile:

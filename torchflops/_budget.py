@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Mapping, Optional, Union
 
 from ._profile import ProfileData
@@ -15,10 +17,16 @@ LIMITS = ("macs", "flops", "backward_flops", "comparisons", "params")
 _TOP = 5
 
 Limit = Union[int, float]
+# what a budget may be written as: a number, or a string such as "1.4G" (SI prefixes, powers of 1000)
+LimitLike = Union[int, float, str]
+_SI = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_HUMAN = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([KMGT]?)\s*")
 
 
 class BudgetExceeded(AssertionError):
     """A profile exceeds one or more limits; ``overruns`` holds one ``Overrun`` per exceeded limit."""
+
+    __module__ = "torchflops"   # tracebacks name the public path
 
     def __init__(self, message: str, overruns: tuple[Overrun, ...]) -> None:
         super().__init__(message)
@@ -51,14 +59,28 @@ def check_limits(limits: Mapping[str, object]) -> dict[str, Limit]:
         value = limits.get(name)
         if value is None:
             continue
+        if isinstance(value, str):
+            value = _parse(name, value)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise TypeError(f"budget limit {name} must be a number such as 1.6e9, got {value!r}")
+            raise TypeError(f"budget limit {name} must be a number such as 1.6e9 or a string such as "
+                            f"'1.6G', got {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"budget limit {name} must be a finite number >= 0, got {value!r}")
-        checked[name] = value
+        checked[name] = value if isinstance(value, (int, float)) else float(value)
     if not checked:
         raise TypeError(f"a budget needs at least one limit: {', '.join(f'{n}=...' for n in LIMITS)}")
     return checked
+
+
+def _parse(name: str, text: str) -> Limit:
+    """``"1.4G"`` -> ``1400000000``; exact for whole results (``"1.5K"`` is 1500, not 1500.0000002)."""
+    match = _HUMAN.fullmatch(text)
+    if match is None:
+        raise ValueError(f"budget limit {name} must be a number or a string such as '1.4G' "
+                         f"(SI prefixes K, M, G, T), got {text!r}")
+    digits, prefix = match.groups()
+    exact = Fraction(digits) * _SI[prefix]
+    return int(exact) if exact.denominator == 1 else float(exact)
 
 
 def _group(name: str, depth: int) -> str:
@@ -106,15 +128,17 @@ def _overrun_text(overrun: Overrun, total: int, depth: int) -> str:
     return "\n".join(lines)
 
 
-def assert_budget(profile: ProfileData, *, macs: Optional[Limit] = None, flops: Optional[Limit] = None,
-                  backward_flops: Optional[Limit] = None, comparisons: Optional[Limit] = None,
-                  params: Optional[Limit] = None, depth: int = 1) -> None:
+def assert_budget(profile: ProfileData, *, macs: Optional[LimitLike] = None,
+                  flops: Optional[LimitLike] = None, backward_flops: Optional[LimitLike] = None,
+                  comparisons: Optional[LimitLike] = None, params: Optional[LimitLike] = None,
+                  depth: int = 1) -> None:
     """Raise ``BudgetExceeded`` if ``profile`` costs more than any limit given (at least one).
 
     A figure equal to its limit passes. The message names each exceeded limit, the figure (exact
     and in human units), the excess in percent, and the five modules at ``depth`` that contribute
-    most to that figure.
+    most to that figure. A limit is a number or a string with an SI prefix (``"1.4G"``).
     """
+    __tracebackhide__ = True   # pytest shows the caller's line, not this function's source
     if not isinstance(profile, ProfileData):
         raise TypeError(f"assert_budget takes a torchflops Profile, got {type(profile).__name__}")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:

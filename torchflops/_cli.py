@@ -22,6 +22,12 @@ __all__ = ["main"]
 
 FORMATS = ("table", "markdown", "json", "csv")
 _DEFAULT_SIZE = (1, 3, 224, 224)
+_DEFAULT_DEPTH = 1
+# --output writes text; these are charts or pages, which have their own options
+_NOT_TEXT = {".png": "--plot", ".jpg": "--plot", ".jpeg": "--plot", ".svg": "--plot", ".pdf": "--plot",
+             ".html": "--html", ".htm": "--html"}
+# optical-flow models take two frames
+_FRAME_PAIRS = ("raft_large", "raft_small")
 _VIDEO_FRAMES = 16          # torchvision's video models are measured on 16-frame clips
 # as torchvision's published figures count them: GoogLeNet without its auxiliary heads, Inception v3
 # with its one (eval mode never runs them, so only the parameters differ); init_weights=False skips
@@ -48,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="torchflops",
         description="What a PyTorch model costs, layer by layer: MACs, FLOPs, backward FLOPs, "
                     "max-pool comparisons, parameters. One shape-only pass by default.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"torchflops {__version__}")
     parser.add_argument("model", nargs="?",
                         help="a torchvision model name (googlenet), package.module:callable, "
                              "path/to/file.py:callable, or hf:PATH_OR_ID (a Hugging Face config)")
@@ -55,11 +64,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--input-size", action="append", metavar="SHAPE",
                         help="comma-separated input shape such as 1,3,224,224; repeat for several inputs "
                              "(default: the torchvision weights' crop size, else 1,3,224,224)")
-    parser.add_argument("--dtype", default="float32", help="input dtype (default float32)")
+    parser.add_argument("--dtype", default=None,
+                        help="input dtype (default float32; int64 when the input feeds an nn.Embedding)")
     parser.add_argument("--device", default="meta", choices=("meta", "cpu"),
                         help="meta: shape-only, nothing computed (default); cpu: real tensors")
-    parser.add_argument("--depth", type=int, default=1, help="fold modules deeper than N (default 1)")
-    parser.add_argument("--top", type=int, default=None, metavar="K", help="keep the K most expensive rows")
+    parser.add_argument("--depth", type=int, default=None,
+                        help=f"fold modules deeper than N (tables and charts; default {_DEFAULT_DEPTH})")
+    parser.add_argument("--top", type=int, default=None, metavar="K",
+                        help="keep the K most expensive rows (tables and charts)")
     parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default table)")
     parser.add_argument("--kwargs", default=None, metavar="JSON",
                         help="keyword arguments of the model's constructor, as a JSON object")
@@ -67,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="show the backward FLOPs column (tables; default on)")
     parser.add_argument("--branches", metavar="NAME", default=None,
                         help="print the per-branch breakdown of module NAME instead of the table")
-    parser.add_argument("--output", metavar="PATH", default=None, help="write the report to PATH")
+    parser.add_argument("--output", metavar="PATH", default=None, help="write the text report to PATH")
+    parser.add_argument("--plot", metavar="PATH", default=None,
+                        help="also draw a PNG bar chart of the most expensive modules (needs matplotlib)")
+    parser.add_argument("--html", metavar="PATH", default=None,
+                        help="also write a self-contained HTML report (sortable table, icicle chart)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     _hub.add_arguments(parser)
     return parser
@@ -128,7 +144,6 @@ def _first_line(error: BaseException) -> str:
 
 
 def _torchvision_model(name: str, kwargs: dict[str, Any], device: str) -> Any:
-    import torch
     import torchvision
 
     names = _zoo()
@@ -147,9 +162,15 @@ def _torchvision_model(name: str, kwargs: dict[str, Any], device: str) -> Any:
         except Exception as error:  # noqa: BLE001 - torchvision's own message says what is wrong
             raise _ModelError(f"building {name}({_kwargs_text(options)}) failed: {_first_line(error)}") from error
 
+    return _meta_first(build, device)
+
+
+def _meta_first(build: Callable[[], Any], device: str) -> Any:
+    """``build()`` on the meta device for a shape-only count: instant, no weights allocated.
+    A constructor that reads tensor values (RegNet computes its widths) is built for real."""
+    import torch
+
     if device == "meta":
-        # building without storage is instant; a few builders compute widths from tensor values
-        # (RegNet), so they are built for real
         try:
             with torch.device("meta"):
                 return build()
@@ -165,15 +186,20 @@ def _callable(spec: str) -> Callable[..., Any]:
     is_file = location.endswith(".py") or "/" in location or os.sep in location
     if is_file and not os.path.isfile(location):
         raise UsageError(f"no such file {location!r} (model {spec!r})")
+    name = os.path.splitext(os.path.basename(location))[0]
+    module_spec = importlib.util.spec_from_file_location(name, location) if is_file else None
+    if is_file and (module_spec is None or module_spec.loader is None):
+        raise UsageError(f"cannot load {location!r} as Python source (model {spec!r})")
     try:
-        if is_file:
-            name = os.path.splitext(os.path.basename(location))[0]
-            module_spec = importlib.util.spec_from_file_location(name, location)
+        if module_spec is not None and module_spec.loader is not None:
             module = importlib.util.module_from_spec(module_spec)
             # registered like an imported module, so that code in it (dataclasses, pickling) finds itself
             sys.modules.setdefault(name, module)
             module_spec.loader.exec_module(module)
         else:
+            # the console script, unlike `python -m`, does not put the working directory on the path
+            if "" not in sys.path and os.getcwd() not in sys.path:
+                sys.path.insert(0, os.getcwd())
             module = importlib.import_module(location)
     except ModuleNotFoundError as error:
         raise UsageError(f"cannot import {location!r} (model {spec!r}): {error}") from None
@@ -185,17 +211,29 @@ def _callable(spec: str) -> Callable[..., Any]:
     return target
 
 
+def _built(spec: str, factory: Callable[..., Any], kwargs: dict[str, Any], device: str) -> Any:
+    def build() -> Any:
+        try:
+            return factory(**kwargs)
+        except Exception as error:  # noqa: BLE001 - the user's own code
+            raise _ModelError(f"{spec}({_kwargs_text(kwargs)}) failed: {_first_line(error)}") from error
+
+    return _meta_first(build, device)
+
+
 def _model(spec: str, kwargs: dict[str, Any], device: str) -> Any:
     from torch import nn
 
     if ":" not in spec:
         model = _torchvision_model(spec, kwargs, device)
     else:
-        factory = _callable(spec)
-        try:
-            model = factory(**kwargs)
-        except Exception as error:  # noqa: BLE001 - the user's own code
-            raise _ModelError(f"{spec}({_kwargs_text(kwargs)}) failed: {_first_line(error)}") from error
+        target = _callable(spec)
+        if isinstance(target, nn.Module):
+            if kwargs:
+                raise UsageError(f"{spec} is a module instance, not a constructor; it takes no --kwargs")
+            model = target
+        else:
+            model = _built(spec, target, kwargs, device)
         if not isinstance(model, nn.Module):
             raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
     # count() never changes a model; this one is ours, so eval mode is set on it directly
@@ -206,19 +244,26 @@ def _kwargs_text(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
 
-def _default_sizes(spec: str) -> list[tuple[int, ...]]:
-    """The torchvision weights' crop size (video models: a 16-frame clip), else 1x3x224x224."""
+def _default_sizes(spec: str, model: Any) -> list[tuple[int, ...]]:
+    """The size the model was built for (a ViT's ``image_size``), else the torchvision weights'
+    crop size (video models: a 16-frame clip; optical flow: two frames), else 1x3x224x224."""
     if ":" in spec:
         return [_DEFAULT_SIZE]
     import torchvision
 
     transforms = torchvision.models.get_model_weights(spec).DEFAULT.transforms()
     side = getattr(transforms, "crop_size", None) or getattr(transforms, "resize_size", None)
+    built = getattr(model, "image_size", None)
+    if isinstance(built, int):
+        # the default weights may be for another size (ViT-H/14's are 518, the model is built at 224)
+        side = [built]
     if not side:
-        return [_DEFAULT_SIZE]
+        side = list(_DEFAULT_SIZE[2:])
     height, width = (side[0], side[0]) if len(side) == 1 else side[:2]
     if spec in torchvision.models.list_models(module=torchvision.models.video):
         return [(1, 3, _VIDEO_FRAMES, height, width)]
+    if spec in _FRAME_PAIRS:
+        return [(1, 3, height, width)] * 2
     return [(1, 3, height, width)]
 
 
@@ -233,37 +278,89 @@ def _report(prof: Any, args: argparse.Namespace) -> str:
         return prof.to_json()
     if args.format == "csv":
         return prof.to_csv().rstrip("\n")
-    return prof.table(depth=args.depth, top=args.top, fmt="simple" if args.format == "table" else "markdown",
+    return prof.table(depth=_depth(args), top=args.top, fmt="simple" if args.format == "table" else "markdown",
                       backward=args.backward)
 
 
-def _run(args: argparse.Namespace) -> str:
-    import torchflops as tf
+def _depth(args: argparse.Namespace) -> int:
+    return _DEFAULT_DEPTH if args.depth is None else args.depth
 
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    if args.format in ("json", "csv") and args.plot is None:
+        given = [flag for flag, value in (("--depth", args.depth), ("--top", args.top)) if value is not None]
+        if given:
+            raise UsageError(f"--format {args.format} holds every record with exact figures; "
+                             f"{' and '.join(given)} fold tables only (use --format table or markdown, "
+                             f"or fold the records yourself)")
+    if args.output is not None:
+        suffix = os.path.splitext(args.output)[1].lower()
+        if suffix in _NOT_TEXT:
+            raise UsageError(f"--output writes the text report, not a {suffix} file; "
+                             f"use {_NOT_TEXT[suffix]} {args.output}")
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot draws a PNG; give a path ending in .png, got {args.plot!r}")
+
+
+def _advice(error: BaseException) -> str:
+    """The error's first line, with its advice in command-line words."""
+    return (_first_line(error).replace("device='cpu'", "--device cpu").replace("device='meta'", "--device meta")
+            .replace('device="cpu"', "--device cpu"))
+
+
+def _count(model: Any, sizes: list[tuple[int, ...]], dtype: Any, args: argparse.Namespace) -> Any:
+    import torch
+    import torchflops as tf
+    from ._api import _token_ids
+
+    shown = " and ".join("x".join(map(str, s)) for s in sizes)
+    try:
+        return tf.count(model, input_size=sizes, dtype=dtype or torch.float32, device=args.device)
+    except Exception as error:  # noqa: BLE001 - the model's own failure on this input
+        if dtype is None and _token_ids(error):
+            warnings.warn("the input feeds an nn.Embedding: counted with token ids (--dtype int64)")
+            return _count(model, sizes, torch.int64, args)
+        if isinstance(error, tf.ShapeOnlyError) and not args.device_given:
+            # a model that cannot run shape-only is counted on real CPU tensors, and says so
+            warnings.warn(f"{type(model).__name__} cannot run shape-only; counted on real tensors "
+                          "(--device cpu)")
+            args.device = "cpu"
+            return _count(_model(args.model, _kwargs(args.kwargs), "cpu"), sizes, dtype, args)
+        hint = ""
+        if _token_ids(error):
+            hint = "; the input feeds an nn.Embedding: pass --dtype int64 (token ids)"
+        raise _ModelError(f"{type(model).__name__} failed on input {shown}: {_advice(error)}{hint}") from error
+
+
+def _run(args: argparse.Namespace) -> str:
     if args.list:
         return "\n".join(_zoo())
     if args.model is None:
         raise UsageError("give a MODEL (a torchvision name such as googlenet, or module:callable), or --list")
     sizes = _sizes(args.input_size)
-    dtype = _dtype(args.dtype)
+    dtype = _dtype(args.dtype) if args.dtype is not None else None
     kwargs = _kwargs(args.kwargs)
     _count_option(args.depth, "--depth", 0)
     _count_option(args.top, "--top", 1)
     if args.branches is not None and args.format != "table":
         raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
+    _check_outputs(args)
     if args.model.startswith(_hub.PREFIX):
         try:
             return _hub.report(args, _report)
         except _hub.HubError as error:
             raise UsageError(str(error)) from error
     model = _model(args.model, kwargs, args.device)
-    sizes = sizes or _default_sizes(args.model)
-    try:
-        prof = tf.count(model, input_size=sizes, dtype=dtype, device=args.device)
-    except Exception as error:  # noqa: BLE001 - the model's own failure on this input
-        shown = " and ".join("x".join(map(str, s)) for s in sizes)
-        raise _ModelError(f"{type(model).__name__} failed on input {shown}: {_first_line(error)}") from error
-    return _report(prof, args)
+    prof = _count(model, sizes or _default_sizes(args.model, model), dtype, args)
+    text = _report(prof, args)
+    if args.plot is not None:
+        prof.plot(args.plot, depth=_depth(args), top=args.top or 15)
+    if args.html is not None:
+        try:
+            prof.to_html(args.html)
+        except OSError as error:
+            raise UsageError(f"cannot write --html {args.html!r}: {error.strerror}") from None
+    return text
 
 
 def _fail(problem: object) -> int:
@@ -274,9 +371,11 @@ def _fail(problem: object) -> int:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; returns the exit status (0, or 2 for a user error)."""
     try:
-        args = _parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        argv = sys.argv[1:] if argv is None else list(argv)
+        args = _parser().parse_args(argv)
     except UsageError as error:
         return _fail(error)
+    args.device_given = any(a == "--device" or a.startswith("--device=") for a in argv)
     if args.debug:
         text = _run(args)   # tracebacks and warnings as Python shows them
     else:

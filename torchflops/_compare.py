@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 from tabulate import tabulate
 
 from ._counts import FIELDS
+from ._display import Table
 from ._profile import ProfileData
 from ._render import _check_fmt
 
@@ -48,6 +49,8 @@ def compare(profiles: Mapping[str, ProfileData], metrics: Sequence[str] = DEFAUL
             fmt: str = "simple") -> str:
     """A table: one row per metric, each profile's exact total, and its ratio to the first profile.
 
+    The table is a ``str``; a notebook shows it as an HTML table.
+
     >>> print(tf.compare({"naive": p1, "reduced": p2}, metrics=("macs",)))   # doctest: +SKIP
     metric          naive      reduced    reduced/naive
     --------  -----------  -----------  ---------------
@@ -67,8 +70,9 @@ def compare(profiles: Mapping[str, ProfileData], metrics: Sequence[str] = DEFAUL
         for value in values[1:]:
             line += [f"{value:,}", _ratio(value, values[0])]
         lines.append(line)
-    return tabulate(lines, headers=headers, tablefmt=tab_fmt, disable_numparse=True,
+    text = tabulate(lines, headers=headers, tablefmt=tab_fmt, disable_numparse=True,
                     colalign=("left",) + ("right",) * (len(headers) - 1))
+    return Table(text, tuple(headers), lines)
 
 
 def compare_plot(profiles: Mapping[str, ProfileData], path: Any,

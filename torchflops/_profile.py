@@ -20,9 +20,13 @@ Shape = tuple[int, ...]
 class UnsupportedError(ValueError):
     """``strict=True`` and the model did work torchflops cannot count."""
 
+    __module__ = "torchflops"   # tracebacks name the public path
+
 
 class UnsupportedWarning(UserWarning):
     """The model did work torchflops cannot count; see ``Profile.unsupported``."""
+
+    __module__ = "torchflops"
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,15 @@ class ProfileData:
             self._total = work.replace(params=_numel(self._model.parameters()),
                                        bytes_read=read, bytes_written=written)
         return self._total
+
+    @property
+    def outside_records(self) -> Counts:
+        """The bytes moved by work that no record holds (a forward's own residual adds,
+        functional activations, concatenations): what rows of records lack of the total."""
+        read = sum(r.counts.bytes_read for r in self.records)
+        written = sum(r.counts.bytes_written for r in self.records)
+        total = self.total
+        return ZERO.replace(bytes_read=total.bytes_read - read, bytes_written=total.bytes_written - written)
 
     def module(self, name: str) -> Counts:
         """Counts of every call of the module at qualified ``name`` (``""`` is the whole model):
@@ -189,7 +202,8 @@ class ProfileData:
             raise UnsupportedError(f"torchflops cannot count: {listed} (strict=True)")
         for name, n in self.unsupported.items():
             key = repr(name) if "::" in name else name      # an operator is named by its string
-            places = ", ".join(repr(p) if p else "the model's own forward" for p in self._unsupported_in[name])
+            called_in = [repr(p) if p else "the model's own forward" for p in self._unsupported_in[name]]
+            places = ", ".join(called_in[:3]) + (f" and {len(called_in) - 3} more" if len(called_in) > 3 else "")
             warnings.warn(
                 f"torchflops: {name} has compute cost but no formula; its {n} call(s) (in {places}) "
                 f"were not counted. "

@@ -6,14 +6,19 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 from tabulate import tabulate, tabulate_formats
 
 from ._counts import FIELDS, ZERO, Counts
+from ._display import Displayable, Shown, Table
 from ._profile import ProfileData, Record, Shape
 
-__all__ = ["Profile", "human", "table", "branches", "to_dict", "to_json", "to_csv", "FORMATS"]
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+__all__ = ["Profile", "human", "table", "branches", "to_dict", "to_json", "to_csv", "FORMATS",
+           "trainable_params"]
 
 # "markdown" is our name for tabulate's GitHub-flavoured pipe table.
 _ALIASES = {"markdown": "github"}
@@ -123,7 +128,8 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
     _check_count(depth, "depth", 0)
     _check_count(top, "top", 1)
     total = profile.total
-    body = rows(profile, depth)
+    # at depth 0 everything folds into the model, which is the total row itself
+    body = rows(profile, depth) if depth != 0 else []
     rest: list[_Row] = []
     if top is not None and len(body) > top:
         ranked = sorted(body, key=lambda r: (r.counts.macs, r.counts.comparisons), reverse=True)
@@ -140,17 +146,27 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
                 r.counts) for r in body]
     if rest:
         other = sum((r.counts for r in rest), ZERO)
-        out.append(line(f"({len(rest)} more rows)", "", "", "", other))
+        out.append(line(f"({len(rest)} more row{'s' if len(rest) != 1 else ''})", "", "", "", other))
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
     headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
     listed = sum(r.counts.params for r in body + rest)
-    note = (f"\nparams: rows repeat the parameters of a module called more than once or shared "
-            f"({human(listed)} in all); the total counts each parameter once" if listed > total.params else "")
+    note = (f"\nparams: rows repeat parameters that are tied or whose module runs more than once "
+            f"({human(listed)} in all); the total counts each once" if listed > total.params else "")
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
         out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
-    return tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True) + note
+    text = tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True) + note
+    frozen = total.params - trainable_params(profile)
+    if frozen:
+        # torchinfo's footer; absent when every parameter trains
+        text += f"\nfrozen params: {human(frozen)} of {human(total.params)} ({human(total.params - frozen)} trainable)"
+    return Table(text, headers, out)
+
+
+def trainable_params(profile: ProfileData) -> int:
+    """Unique parameters of the model with ``requires_grad`` (a tied one counts once)."""
+    return sum(p.numel() for p in profile._model.parameters() if p.requires_grad)
 
 
 def branches(profile: ProfileData, name: str) -> str:
@@ -199,21 +215,68 @@ def to_json(profile: ProfileData, indent: Optional[int] = 2) -> str:
     return json.dumps(to_dict(profile), indent=indent)
 
 
+OUTSIDE = "(outside counted calls)"
+
+
 def to_csv(profile: ProfileData) -> str:
-    """One row per record, then a ``total`` row; exact integers."""
+    """One row per record, then a ``total`` row; exact integers.
+
+    The first column, ``row``, says which is which (``record``, ``other`` or ``total``), so that
+    the work columns of the ``record`` rows and the ``other`` row sum to the ``total`` row
+    (``params`` are each record's module's own, repeated per call, as in ``records``). The
+    ``other`` row, when there is one, holds the bytes of work no record holds.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("name", "type", "input_shapes", "output_shapes") + FIELDS)
+    writer.writerow(("row", "name", "type", "input_shapes", "output_shapes") + FIELDS)
     for r in profile.records:
-        writer.writerow((r.name, r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes))
+        writer.writerow(("record", r.name, r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes))
                         + tuple(getattr(r.counts, f) for f in FIELDS))
+    other = profile.outside_records
+    if other != ZERO:
+        writer.writerow(("other", OUTSIDE, "", "", "") + tuple(getattr(other, f) for f in FIELDS))
     total = profile.total
-    writer.writerow(("total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS))
+    writer.writerow(("total", "total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS))
     return buffer.getvalue()
 
 
-class Profile(ProfileData):
-    """What a model costs: ``records``, ``total``, ``module(name)``, ``unsupported`` and their views."""
+class Profile(Displayable, ProfileData):
+    """What a model costs: ``records``, ``total``, ``module(name)``, ``unsupported`` and their views.
+
+    In a notebook a profile shows itself: its totals and its depth-1 table.
+    """
+
+    @property
+    def trainable_params(self) -> int:
+        """Unique parameters with ``requires_grad``; ``total.params - trainable_params`` are frozen."""
+        return trainable_params(self)
+
+    def _summary(self) -> str:
+        t = self.total
+        return (f"Profile {self.model_name}: {human(t.macs)} MACs, {human(t.params)} params, "
+                f"{len(self.records)} records")
+
+    def _shown(self) -> Shown:
+        t = self.total
+        inputs, outputs = self.module_shapes("")
+        frozen = t.params - self.trainable_params
+        facts = [("input", _shapes_text(inputs) or "-"), ("output", _shapes_text(outputs) or "-"),
+                 ("MACs", f"{t.macs:,}"), ("FLOPs", f"{t.flops:,}"),
+                 ("backward FLOPs", f"{t.backward_flops:,}"), ("comparisons", f"{t.comparisons:,}"),
+                 ("params", f"{t.params:,} ({t.params - frozen:,} trainable, {frozen:,} frozen)")]
+        if self.unsupported:
+            facts.append(("uncounted", ", ".join(f"{n} x{k}" for n, k in self.unsupported.items())))
+        body = rows(self, depth=1)
+        headers = ("module", "type", "output shape", "params", "MACs", "backward FLOPs", "comparisons", "share")
+        cells, exact = [], []
+        for r in body:
+            c = r.counts
+            cells.append((r.name or "(model)", r.type, _shapes_text(r.output_shapes), human(c.params),
+                          human(c.macs), human(c.backward_flops), human(c.comparisons), _share(c.macs, t.macs)))
+            exact.append((None, None, None, f"{c.params:,}", f"{c.macs:,}", f"{c.backward_flops:,}",
+                          f"{c.comparisons:,}", None))
+        return Shown(f"{self.model_name}: {human(t.macs)} MACs, {human(t.params)} params", tuple(facts),
+                     headers, tuple(cells), tuple(exact))
 
     def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None,
               backward: bool = True) -> str:
@@ -244,3 +307,15 @@ class Profile(ProfileData):
 
     def to_csv(self) -> str:
         return to_csv(self)
+
+    def to_pandas(self, depth: Optional[int] = None) -> "pandas.DataFrame":
+        """A ``pandas.DataFrame``, one row per record (or per module folded at ``depth``), int64
+        count columns that sum to ``total`` (needs ``pip install torchflops[pandas]``)."""
+        from ._frame import to_pandas
+        return to_pandas(self, depth=depth)
+
+    def to_html(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Write one self-contained HTML report (no network fetches): the summary, a sortable
+        per-module table with depth folding, and an icicle chart of where the cost goes."""
+        from ._html import write_html
+        write_html(self, path)

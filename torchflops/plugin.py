@@ -58,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(macs=None, flops=None, backward_flops=None, comparisons=None, params=None): "
-        "fail the test when a profile made through the torchflops `flops` fixture exceeds a limit")
+        "fail the test when a profile made through the torchflops `flops` fixture exceeds a limit "
+        "(numbers or strings such as '1.4G'), or when the test made no such profile")
     path = config.getoption("flops_baseline")
     tolerance = config.getoption("flops_tolerance")
     update = config.getoption("flops_update_baseline")
@@ -147,9 +148,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     state = item.config.stash[_STATE]
     state.ran.add(item.nodeid)
     profiles = item.stash.get(_PROFILES, [])
+    limits = _limits(item)
     if not profiles:
+        if limits is not None:
+            # a budget that checked nothing would pass forever, whatever the model costs
+            pytest.fail(f"@pytest.mark.{MARKER} on {item.nodeid} checked nothing: the test made no profile "
+                        "through the `flops` fixture (flops(model, input_size=...) or "
+                        "`with flops(model): model(x)`)", pytrace=False)
         return result
-    limits = _limits(item) or {}
+    limits = limits or {}
     measured = [Measured(p.model_name, {n: getattr(p.total, n) for n in FIGURES}, limits)
                 for p in profiles]
     state.measured[item.nodeid] = measured
@@ -161,11 +168,11 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     return result
 
 
-def _budget_failures(profiles: list, limits: dict[str, float]) -> list[AssertionError]:
+def _budget_failures(profiles: list, limits: dict[str, Any]) -> list[AssertionError]:
     if not limits:
         return []
     from torchflops._budget import BudgetExceeded, assert_budget
-    failures = []
+    failures: list[AssertionError] = []
     for p in profiles:
         try:
             assert_budget(p, **limits)
@@ -206,7 +213,7 @@ def _change(before: int, now: int) -> str:
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_STATE, None)
-    if state is None or not state.update:
+    if state is None or not state.update or state.baseline_path is None:
         return
     baseline = dict(state.baseline)
     for nodeid in state.ran:
