@@ -136,10 +136,12 @@ class _FunctionMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        clock = self._session.clock
+        start = clock() if clock is not None else None
         out = shortcut(func, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
-        self._session.on_function(func, args, kwargs, out)
+        self._session.on_function(func, args, kwargs, out, start)
         return out
 
 
@@ -149,10 +151,15 @@ class Session:
     The hooks are global module hooks (two handles, however large the model) that ignore modules
     outside this model and calls from other threads; the model's own hook dictionaries are never
     touched, so the user's hooks keep their order.
+
+    With a ``clock`` (a callable returning a time mark), each raw call and span also gets the
+    marks taken when it began and ended, in ``marks`` and ``span_marks`` (aligned with ``raw``
+    and ``spans``); what a mark means is the caller's business.
     """
 
     def __init__(self, model: nn.Module, resolver: Resolver,
-                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
+                 modules: Optional[list[tuple[str, nn.Module]]] = None,
+                 clock: Optional[Callable[[], Any]] = None) -> None:
         self.model = model
         self.resolver = resolver
         self._modules = modules if modules is not None else list(model.named_modules())
@@ -169,6 +176,10 @@ class Session:
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
+        self.clock = clock
+        self.marks: list[tuple[Any, Any]] = []
+        self.span_marks: list[tuple[Any, Any]] = []
+        self._starts: list[Any] = []
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -196,6 +207,7 @@ class Session:
             self._mode = None
             self._remove_hooks()
             self._stack.clear()
+            self._starts.clear()
             self._unknown.clear()
             self._claim = 0
             self._parameters = None
@@ -220,6 +232,8 @@ class Session:
             self._claim = 1
             if not isinstance(module, SHORTCUT_MODULES):
                 self._suspend_mode()
+        if self.clock is not None:
+            self._starts.append(self.clock())
 
     def _suspend_mode(self) -> None:
         """Take the mode off the stack inside a claimed module: nothing there is recorded, and
@@ -240,6 +254,7 @@ class Session:
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
         kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+        marks = (self._starts.pop(), self.clock()) if self.clock is not None else None
         name, formula = self._known[id(module)]
         _, _, start, ambient = self._stack.pop()
         unknown = self._unknown.pop(len(self._stack), None)
@@ -265,6 +280,10 @@ class Session:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed,
                                frozenset(unknown) if unknown else frozenset()))
+        if marks is not None:
+            if claimed:
+                self.marks.append(marks)
+            self.span_marks.append(marks)
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
@@ -277,9 +296,10 @@ class Session:
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 
     # -- functional calls -----------------------------------------------------------------------
-    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any, start: Any = None) -> None:
         if threading.get_ident() != self._thread:
             return
+        end = self.clock() if self.clock is not None else None
         if not torch.is_grad_enabled():
             self._tracker.propagate(func, args, kwargs, out)
         # only work of the model's own forward: not inside a claimed module, not outside the model
@@ -292,6 +312,8 @@ class Session:
             return
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
                                 self._describe(args, kwargs, out, self._is_parameter)))
+        if end is not None:
+            self.marks.append((start, end))
 
     def _describe(self, args: tuple, kwargs: dict, output: Any,
                   parameter: Callable[[torch.Tensor], bool]) -> Call:
