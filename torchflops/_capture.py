@@ -154,7 +154,8 @@ class Session:
 
     With a ``clock`` (a callable returning a time mark), each raw call and span also gets the
     marks taken when it began and ended, in ``marks`` and ``span_marks`` (aligned with ``raw``
-    and ``spans``); what a mark means is the caller's business.
+    and ``spans``; a span's also holds how many functional calls the mode saw inside it); what a
+    mark means is the caller's business.
     """
 
     def __init__(self, model: nn.Module, resolver: Resolver,
@@ -178,8 +179,9 @@ class Session:
         self._noted: Optional[BaseException] = None
         self.clock = clock
         self.marks: list[tuple[Any, Any]] = []
-        self.span_marks: list[tuple[Any, Any]] = []
-        self._starts: list[Any] = []
+        self.span_marks: list[tuple[Any, Any, int]] = []
+        self._starts: list[tuple[Any, int]] = []
+        self._seen = 0               # functional calls the mode saw (counted when clocked)
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -233,7 +235,7 @@ class Session:
             if not isinstance(module, SHORTCUT_MODULES):
                 self._suspend_mode()
         if self.clock is not None:
-            self._starts.append(self.clock())
+            self._starts.append((self.clock(), self._seen))
 
     def _suspend_mode(self) -> None:
         """Take the mode off the stack inside a claimed module: nothing there is recorded, and
@@ -254,7 +256,7 @@ class Session:
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
         kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
-        marks = (self._starts.pop(), self.clock()) if self.clock is not None else None
+        marks = self._span_marks() if self.clock is not None else None
         name, formula = self._known[id(module)]
         _, _, start, ambient = self._stack.pop()
         unknown = self._unknown.pop(len(self._stack), None)
@@ -282,8 +284,13 @@ class Session:
                                frozenset(unknown) if unknown else frozenset()))
         if marks is not None:
             if claimed:
-                self.marks.append(marks)
+                self.marks.append(marks[:2])
             self.span_marks.append(marks)
+
+    def _span_marks(self) -> tuple[Any, Any, int]:
+        end = self.clock()
+        start, seen = self._starts.pop()
+        return start, end, self._seen - seen
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
@@ -299,7 +306,10 @@ class Session:
     def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any, start: Any = None) -> None:
         if threading.get_ident() != self._thread:
             return
-        end = self.clock() if self.clock is not None else None
+        end = None
+        if self.clock is not None:
+            end = self.clock()
+            self._seen += 1
         if not torch.is_grad_enabled():
             self._tracker.propagate(func, args, kwargs, out)
         # only work of the model's own forward: not inside a claimed module, not outside the model

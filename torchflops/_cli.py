@@ -67,7 +67,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="print the per-branch breakdown of module NAME instead of the table")
     parser.add_argument("--output", metavar="PATH", default=None, help="write the report to PATH")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    _time_options(parser)
     return parser
+
+
+def _time_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--time", action="store_true",
+                        help="run the model on the CPU and report measured time per row")
+    parser.add_argument("--repeats", type=int, default=10, metavar="N", help="timed passes for --time (default 10)")
+    parser.add_argument("--hardware", metavar="NAME", default=None,
+                        help="report the roofline time estimate on NAME (h100-sxm, a100-80gb, ...; cpu: calibrate "
+                             "this machine)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this machine's CPU (matmul peak per dtype, copy bandwidth) and exit")
 
 
 # -- arguments -----------------------------------------------------------------------------------
@@ -239,6 +251,8 @@ def _run(args: argparse.Namespace) -> str:
 
     if args.list:
         return "\n".join(_zoo())
+    if args.calibrate:
+        return str(tf.calibrate())
     if args.model is None:
         raise UsageError("give a MODEL (a torchvision name such as googlenet, or module:callable), or --list")
     sizes = _sizes(args.input_size)
@@ -248,14 +262,55 @@ def _run(args: argparse.Namespace) -> str:
     _count_option(args.top, "--top", 1)
     if args.branches is not None and args.format != "table":
         raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
-    model = _model(args.model, kwargs, args.device)
+    hardware = _hardware_option(args)
+    model = _model(args.model, kwargs, "cpu" if args.time else args.device)
     sizes = sizes or _default_sizes(args.model)
     try:
-        prof = tf.count(model, input_size=sizes, dtype=dtype, device=args.device)
+        if args.time:
+            prof = tf.time(model, input_size=sizes, dtype=dtype, repeats=args.repeats)
+        else:
+            prof = tf.count(model, input_size=sizes, dtype=dtype, device=args.device)
     except Exception as error:  # noqa: BLE001 - the model's own failure on this input
         shown = " and ".join("x".join(map(str, s)) for s in sizes)
         raise _ModelError(f"{type(model).__name__} failed on input {shown}: {_first_line(error)}") from error
+    if args.time or hardware is not None:
+        return _time_report(prof, args, hardware)
     return _report(prof, args)
+
+
+def _hardware_option(args: argparse.Namespace) -> Any:
+    import torchflops as tf
+
+    _count_option(args.repeats, "--repeats", 1)
+    if args.hardware is None:
+        return None
+    if args.hardware == "cpu":
+        return tf.calibrate()
+    try:
+        return tf.hardware(args.hardware)
+    except ValueError as error:
+        raise UsageError(f"--hardware: {error}") from None
+
+
+def _time_report(prof: Any, args: argparse.Namespace, hardware: Any) -> str:
+    """Measured (``--time``) and estimated (``--hardware``) seconds per row, and the figures in JSON/CSV."""
+    from ._timeview import estimate_dict, time_table, with_estimate_csv
+
+    if args.branches is not None:
+        raise UsageError("--branches cannot be combined with --time or --hardware")
+    try:
+        estimate = prof.estimate_time(hardware) if hardware is not None else None
+    except ValueError as error:
+        raise UsageError(f"--hardware: {error}") from None
+    if args.format == "json":
+        data = prof.to_dict()
+        if estimate is not None:
+            data["estimate"] = estimate_dict(estimate)
+        return json.dumps(data, indent=2)
+    if args.format == "csv":
+        text = prof.to_csv()
+        return (with_estimate_csv(text, estimate) if estimate is not None else text).rstrip("\n")
+    return time_table(prof, estimate, depth=args.depth, fmt="simple" if args.format == "table" else "markdown")
 
 
 def _fail(problem: object) -> int:

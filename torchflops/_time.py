@@ -10,6 +10,7 @@ in-place activations modify).
 """
 from __future__ import annotations
 
+import json
 import statistics
 import time as _clock
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ class TimedRecord(Record):
     latency_min: float = 0.0
     latency_max: float = 0.0
     backward_latency: Optional[float] = None
+    latencies: tuple[float, ...] = ()   # one per timed pass, in order
 
     @property
     def achieved_flops(self) -> float:
@@ -113,15 +115,16 @@ class TimedProfile(Profile):
                    repeats=self.repeats)
         return out
 
+    def to_json(self, indent: Optional[int] = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
     def to_csv(self) -> str:
         """``to_csv`` with the measured seconds as extra columns (the total row: the whole pass)."""
-        lines = super().to_csv().splitlines()
-        extra = [("latency_s", "latency_min_s", "latency_max_s", "backward_latency_s")]
-        extra += [(r.latency, r.latency_min, r.latency_max, r.backward_latency) for r in self.records]
-        extra.append((self.latency, self.latency_min, self.latency_max, self.backward_latency))
-        return "".join(line + "," + ",".join("" if v is None else repr(v) if not isinstance(v, str) else v
-                                             for v in cells) + "\n"
-                       for line, cells in zip(lines, extra))
+        from ._timeview import append_columns
+        rows = [(r.latency, r.latency_min, r.latency_max, r.backward_latency) for r in self.records]
+        rows.append((self.latency, self.latency_min, self.latency_max, self.backward_latency))
+        return append_columns(super().to_csv(), ("latency_s", "latency_min_s", "latency_max_s",
+                                                 "backward_latency_s"), rows)
 
 
 # -- clocks ---------------------------------------------------------------------------------------------
@@ -223,27 +226,40 @@ def _sequence_now() -> int:
 _CHAIN = 256
 
 
-def _session_cost(clock: _Clock) -> float:
-    """Seconds the capture adds per module call: a chain of ``_CHAIN`` ReLU modules on one
-    element, run with and without a clocked session (best of five each)."""
-    chain = nn.Sequential(*(nn.ReLU() for _ in range(_CHAIN)))
+class _Views(nn.Module):
+    """``_CHAIN`` functional calls that cost nothing: what the capture's mode adds to each."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(_CHAIN):
+            x = x.view(-1)
+        return x
+
+
+def _session_cost(clock: _Clock) -> tuple[float, float]:
+    """Seconds the capture adds per module call and per functional call it sees: a chain of
+    ``_CHAIN`` ReLU modules and one of ``_CHAIN`` views on one element, each run with and without
+    a clocked session (best of five)."""
     x = torch.ones(1)
     resolver = Resolver({})
-    modules = list(chain.named_modules())
 
-    def run(session: Optional[Session]) -> float:
-        start = _clock.perf_counter()
-        if session is None:
-            chain(x)
-        else:
-            with session:
-                chain(x)
-        return _clock.perf_counter() - start
+    def cost(model: nn.Module) -> float:
+        modules = list(model.named_modules())
+
+        def run(session: Optional[Session]) -> float:
+            start = _clock.perf_counter()
+            if session is None:
+                model(x)
+            else:
+                with session:
+                    model(x)
+            return _clock.perf_counter() - start
+
+        plain = min(run(None) for _ in range(5))
+        hooked = min(run(Session(model, resolver, modules, clock=clock.mark)) for _ in range(5))
+        return max(0.0, hooked - plain) / _CHAIN
 
     with torch.no_grad():
-        plain = min(run(None) for _ in range(5))
-        hooked = min(run(Session(chain, resolver, modules, clock=clock.mark)) for _ in range(5))
-    return max(0.0, hooked - plain) / _CHAIN
+        return cost(nn.Sequential(*(nn.ReLU() for _ in range(_CHAIN)))), cost(_Views())
 
 
 def _hook_cost() -> float:
@@ -458,6 +474,7 @@ def time(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
         grad_mode = torch.enable_grad() if backward else torch.no_grad()
         try:
             _substitute(snapshot, replacements)
+            grads.clear()     # a backward would add into the gradients found
             with torch.inference_mode(False), grad_mode:
                 for _ in range(warmup):
                     request.clean()
@@ -500,25 +517,24 @@ def _nesting(intervals: list[tuple[float, float]]) -> list[int]:
     return parent
 
 
-def _one_pass(session: Session, origin: Any, clock: _Clock, per_event: float
-              ) -> tuple[list[float], list[float], int]:
-    """Seconds of each raw call and each span of one instrumented pass, each span less
-    ``per_event`` for every recorded event (module call, functional call) inside it; and the
-    number of events in the pass."""
+def _one_pass(session: Session, origin: Any, clock: _Clock, costs: tuple[float, float]
+              ) -> tuple[list[float], list[float], float]:
+    """Seconds of each raw call and each span of one instrumented pass, each span less what the
+    capture cost inside it (``costs``: per module call, per functional call seen); and that cost
+    for the whole pass."""
+    per_module, per_function = costs
     raw = [(clock.seconds(origin, a), clock.seconds(origin, b)) for a, b in session.marks]
-    spans = [(clock.seconds(origin, a), clock.seconds(origin, b)) for a, b in session.span_marks]
-    functional = [interval for interval, r in zip(raw, session.raw) if r.module is None]
-    # every span and functional call is one recorded event; what each one nests inside
-    events = spans + functional
-    parent = _nesting(events)
-    inside = [0] * len(events)
-    for i in range(len(events)):
+    spans = [(clock.seconds(origin, a), clock.seconds(origin, b)) for a, b, _ in session.span_marks]
+    parent = _nesting(spans)
+    modules_inside = [0] * len(spans)
+    for i in range(len(spans)):
         p = parent[i]
         while p != -1:
-            inside[p] += 1
+            modules_inside[p] += 1
             p = parent[p]
-    span_s = [max(0.0, (b - a) - per_event * inside[i]) for i, (a, b) in enumerate(spans)]
-    return [b - a for a, b in raw], span_s, len(events)
+    cost = [per_module * n + per_function * seen for n, (_, _, seen) in zip(modules_inside, session.span_marks)]
+    span_s = [max(0.0, (b - a) - c) for (a, b), c in zip(spans, cost)]
+    return [b - a for a, b in raw], span_s, cost[-1] + per_module
 
 
 def _attach(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
@@ -531,11 +547,9 @@ def _attach(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
     if any((len(s.raw), len(s.spans)) != shape for s, _ in passes):
         raise RuntimeError("the model's calls changed from one pass to the next; tf.time needs the same "
                            "calls every pass")
-    root_raw = [clock.seconds(origin, s.span_marks[-1][1]) - clock.seconds(origin, s.span_marks[-1][0])
-                for s, origin in passes]
-    per_event = _session_cost(clock)
-    per_pass = [_one_pass(s, origin, clock, per_event) for s, origin in passes]
-    result.timing_overhead = per_event * per_pass[0][2]
+    costs = _session_cost(clock)
+    per_pass = [_one_pass(s, origin, clock, costs) for s, origin in passes]
+    result.timing_overhead = per_pass[0][2]
 
     spans = passes[0][0].spans
     module_times: dict[str, list[float]] = {}
@@ -562,7 +576,7 @@ def _attach(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
             back = calls[k] if k < len(calls) else None
         records.append(TimedRecord(**{f: getattr(record, f) for f in record.__dataclass_fields__},
                                    latency=_median(times), latency_min=min(times), latency_max=max(times),
-                                   backward_latency=back))
+                                   backward_latency=back, latencies=tuple(times)))
     result.records = records
 
 
