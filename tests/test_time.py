@@ -2,6 +2,7 @@
 additive, the model left as it was) and the CLI's time options."""
 import json
 import math
+import statistics
 import time as stdlib_time
 
 import pytest
@@ -165,20 +166,21 @@ def own_records(profile, name):
 
 
 def assert_children_add_up(profile, name, backward=False):
+    """Pass by pass, the children's seconds over the parent's: the median ratio within ``ADD_UP``
+    of 1 (the median, because another process taking the core mid-pass lands in one pass)."""
     parent = profile.module_times(name, backward)
     parts = [profile.module_times(c, backward) for c in profile.timed_children(name)]
     if not backward:
         parts.append(own_records(profile, name))
-    for i, whole in enumerate(parent):
-        summed = sum(p[i] for p in parts)
-        assert whole > 0 and math.isfinite(whole)
-        assert abs(summed - whole) <= ADD_UP * whole, (name, i, summed, whole)
+    assert all(whole > 0 and math.isfinite(whole) for whole in parent)
+    ratios = [sum(p[i] for p in parts) / whole for i, whole in enumerate(parent)]
+    assert abs(statistics.median(ratios) - 1) <= ADD_UP, (name, ratios)
 
 
 @pytest.mark.parametrize("backward", [False, True])
 def test_resnet50_children_add_up_to_their_parent(one_thread, backward):
     model = torchvision.models.resnet50().eval()
-    prof = tf.time(model, input_size=(1, 3, 64, 64), repeats=3, warmup=1, backward=backward)
+    prof = tf.time(model, input_size=(1, 3, 64, 64), repeats=5, warmup=1, backward=backward)
     for name in ("", "layer1", "layer3", "layer2.0", "layer4.2"):
         assert_children_add_up(prof, name, backward)
     assert all(r.latency > 0 and math.isfinite(r.latency) and r.latency_min <= r.latency <= r.latency_max
@@ -195,7 +197,7 @@ def test_resnet50_children_add_up_to_their_parent(one_thread, backward):
 @pytest.mark.parametrize("backward", [False, True])
 def test_transformer_block_children_add_up_to_their_parent(one_thread, backward):
     # head width 256: the softmax and scaling attn does itself (uncounted) stay small beside its matmuls
-    prof = tf.time(Block(512, heads=2), torch.randn(2, 64, 512), repeats=3, warmup=1, backward=backward)
+    prof = tf.time(Block(512, heads=2), torch.randn(2, 64, 512), repeats=5, warmup=1, backward=backward)
     # backward: attn's own matmuls and softmax are its own work, timed only as part of it
     for name in ("", "mlp") if backward else ("", "attn", "mlp"):
         assert_children_add_up(prof, name, backward)
@@ -204,7 +206,7 @@ def test_transformer_block_children_add_up_to_their_parent(one_thread, backward)
     assert all(r.backward_latency is None for r in matmuls)     # inside attn's backward
 
 
-def test_time_leaves_the_model_as_it_was():
+def test_time_leaves_the_model_as_it_was(one_thread):
     model = torchvision.models.resnet18().train()
     model.layer1.eval()
     model.fc.weight.requires_grad_(False)
