@@ -5,7 +5,7 @@ from torch import nn
 
 import torchflops as tf
 from oracles import (conv_products, conv_transpose_products, exact_muls_adds, flop_counter,
-                     max_pool_comparisons_loop, max_pool_comparisons_sum_pool, window_taps_one_hot)
+                     max_pool_comparisons_loop, max_pool_comparisons_sum_pool, window_taps_one_hot, work)
 
 CONV_CASES = [
     (nn.Conv1d, dict(in_channels=4, out_channels=6, kernel_size=3), (2, 4, 17)),
@@ -203,7 +203,7 @@ def test_adaptive_max_pool_global_is_all_but_one():
 def test_average_pooling_and_activations_are_free():
     model = nn.Sequential(nn.AvgPool2d(2), nn.ReLU(), nn.BatchNorm2d(3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     prof = tf.count(model, input_size=(1, 3, 8, 8))
-    assert prof.total.replace(params=0) == tf.Counts()
+    assert work(prof.total).replace(params=0) == tf.Counts()
     assert prof.unsupported == {}
     assert [r.type for r in prof.records] == ["AvgPool2d", "ReLU", "BatchNorm2d", "AdaptiveAvgPool2d", "Flatten"]
 

@@ -1,13 +1,16 @@
-"""Capture: hooks and a function mode that record what each call saw, and nothing else.
+"""Capture: hooks, a function mode and a dispatch recorder that record what each call saw.
 
 A ``Session`` installs a global forward pre-hook and an always-called global forward hook that
-see the calls of the model's modules in the session's thread, and pushes a ``TorchFunctionMode``
-for the functional calls made outside modules that have a formula (the mode is taken off the
-stack inside those); calls of ``UNCOUNTED_FUNCTIONS`` that no formula counts are kept too, as
-unsupported work, and calls that are neither counted nor known to be free are noted on the module
-that made them. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
-``RawCall``; every module call also leaves a ``Span`` (its shapes and which raw calls it made).
-Formulas are applied later, by the profile.
+see the calls of the model's modules in the session's thread, pushes a ``TorchFunctionMode`` for
+the functional calls made outside modules that have a formula (the mode is taken off the stack
+inside those), and pushes a ``TorchDispatchMode`` (``_dispatch.OpRecorder``) that sees every ATen
+operation. Counted functions, and ``UNCOUNTED_FUNCTIONS`` (reported as unsupported), are recorded
+at the function level; an ATen operation that runs outside every such record and every claimed
+module (an exported graph, TorchScript, a custom op, a direct ``torch.ops`` call) is recorded at
+the dispatch level, counted by an ATen formula or reported by its name. Each call is reduced to
+shapes and needs-grad flags (``_call.Call``) and kept as a ``RawCall`` with the bytes its ATen
+operations moved; every module call also leaves a ``Span`` (its shapes, bytes and which raw calls
+it made). Formulas are applied later, by the profile.
 
 While the mode is active ``has_torch_function`` is true for every tensor, so a module without a
 formula such as ``nn.TransformerEncoderLayer`` does not take its fused inference path during a
@@ -19,6 +22,7 @@ import sys
 import threading
 import weakref
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
@@ -27,7 +31,8 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
-from ._known import UNCOUNTED_FUNCTIONS, is_free
+from ._dispatch import OpRecorder, kernel_bytes, op_name
+from ._known import UNCOUNTED_FUNCTIONS, op_is_costly
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
@@ -38,13 +43,16 @@ NOTE_PREFIX = "torchflops:"
 
 @dataclass(frozen=True, slots=True)
 class RawCall:
-    """One counted call: a module with a formula, or a functional call outside such modules."""
+    """One counted call: a module with a formula, a functional call outside such modules, or an
+    ATen operation outside every function-level record."""
 
     name: str                       # the module's qualified name (for a function: the enclosing module's)
-    type: str                       # class name, or function name
+    type: str                       # class name, function name, or ATen name (``aten.mm``)
     module: Optional[nn.Module]     # None for a functional call
-    formula: Optional[Formula]      # None: a costly function nothing counts (unsupported)
+    formula: Optional[Formula]      # None: costly work nothing counts (unsupported)
     call: Call
+    read: int = 0                   # bytes its ATen operations read and wrote
+    written: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +65,9 @@ class Span:
     start: int                      # index of its first raw call
     end: int                        # one past its last raw call
     claimed: bool                   # the module has a formula (its raw call is ``end - 1``)
-    unknown: frozenset[str] = frozenset()   # its own calls torchflops neither counts nor knows free
+    depth: int                      # 0 for a call of the model itself, or of an outermost module
+    read: int                       # bytes every ATen operation inside it read and wrote
+    written: int
 
 
 class _GradTracker:
@@ -67,7 +77,8 @@ class _GradTracker:
     function mode propagates it: a floating result needs a gradient when any tensor argument does.
     """
 
-    _NON_DIFFERENTIABLE = {torch.Tensor.detach, torch.detach, torch.Tensor.detach_}
+    _NON_DIFFERENTIABLE = {torch.Tensor.detach, torch.detach, torch.Tensor.detach_,
+                           torch.ops.aten.detach.default}
 
     def __init__(self) -> None:
         self._refs: dict[int, weakref.ref] = {}
@@ -136,12 +147,20 @@ class _FunctionMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        clock = self._session.clock
+        session = self._session
+        clock = session.clock
         start = clock() if clock is not None else None
-        out = shortcut(func, args, kwargs)
-        if out is None:
-            out = func(*args, **kwargs)
-        self._session.on_function(func, args, kwargs, out, start)
+        entry = session.function_entry(func)
+        try:
+            out = shortcut(func, args, kwargs)
+            if out is None:
+                out = func(*args, **kwargs)
+            elif session.inside():
+                session.add_moved(*kernel_bytes(args, kwargs, out))
+        finally:
+            if entry is not None:
+                session.covered -= 1
+        session.on_function(func, args, kwargs, out, entry, start)
         return out
 
 
@@ -155,7 +174,8 @@ class Session:
     With a ``clock`` (a callable returning a time mark), each raw call and span also gets the
     marks taken when it began and ended, in ``marks`` and ``span_marks`` (aligned with ``raw``
     and ``spans``; a span's also holds how many functional calls the mode saw inside it); what a
-    mark means is the caller's business.
+    mark means is the caller's business. A clocked session records no bytes and no ATen-level
+    calls: the dispatch recorder stays off, as its cost per operation would sit inside the times.
     """
 
     def __init__(self, model: nn.Module, resolver: Resolver,
@@ -168,11 +188,15 @@ class Session:
         self.spans: list[Span] = []
         self._thread = threading.get_ident()
         self._known: dict[int, tuple[str, Optional[Formula]]] = {}
-        self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
-        self._unknown: dict[int, set[str]] = {}     # stack depth -> names of unknown calls
+        # (module, name, first raw call, exception in flight at entry, bytes read, bytes written)
+        self._stack: list[tuple[nn.Module, str, int, Optional[BaseException], int, int]] = []
         self._claim = 0              # > 0 while inside a module that has a formula
+        self.covered = 0             # > 0 while inside a function-level record
+        self.read = 0                # bytes read and written by every ATen operation inside the model
+        self.written = 0
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
+        self._recorder: Optional[OpRecorder] = None
         self._tracker = _GradTracker()
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
@@ -195,25 +219,39 @@ class Session:
                 self._post, with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
+            if self.clock is None:
+                self._recorder = OpRecorder(self)
+                self._recorder.__enter__()
         except BaseException:
+            self._exit_modes(None, None, None)
             self._remove_hooks()
             raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
-            self._resume_mode()
-            if self._mode is not None:
-                self._mode.__exit__(*exc_info)
+            self._exit_modes(*exc_info)
         finally:
-            self._mode = None
             self._remove_hooks()
             self._stack.clear()
             self._starts.clear()
-            self._unknown.clear()
             self._claim = 0
+            self.covered = 0
             self._parameters = None
             self._noted = None
+
+    def _exit_modes(self, *exc_info: Any) -> None:
+        try:
+            if self._recorder is not None:
+                self._recorder.__exit__(*exc_info)
+        finally:
+            self._recorder = None
+            try:
+                self._resume_mode()
+                if self._mode is not None:
+                    self._mode.__exit__(*exc_info)
+            finally:
+                self._mode = None
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -227,7 +265,7 @@ class Session:
             return
         if not self._stack:
             self._parameters = None     # looked up again, lazily, for each outermost call
-        self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1]))
+        self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1], self.read, self.written))
         if self._claim:
             self._claim += 1
         elif known[1] is not None:
@@ -258,8 +296,8 @@ class Session:
         kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
         marks = self._span_marks() if self.clock is not None else None
         name, formula = self._known[id(module)]
-        _, _, start, ambient = self._stack.pop()
-        unknown = self._unknown.pop(len(self._stack), None)
+        _, _, start, ambient, read, written = self._stack.pop()
+        read, written = self.read - read, self.written - written
         error = sys.exc_info()[1]
         failed = error is not None and error is not ambient
         if failed:
@@ -279,9 +317,9 @@ class Session:
             # module formulas read their weights from the module: no parameter look-ups here
             call = self._describe(args, kwargs, output, _not_parameter)
         if claimed:
-            self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
-        self.spans.append(Span(name, module, call, start, len(self.raw), claimed,
-                               frozenset(unknown) if unknown else frozenset()))
+            self.raw.append(RawCall(name, type(module).__name__, module, formula, call, read, written))
+        self.spans.append(Span(name, module, call, start, len(self.raw), claimed, len(self._stack),
+                               read, written))
         if marks is not None:
             if claimed:
                 self.marks.append(marks[:2])
@@ -303,27 +341,62 @@ class Session:
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 
     # -- functional calls -----------------------------------------------------------------------
-    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any, start: Any = None) -> None:
-        if threading.get_ident() != self._thread:
-            return
-        end = None
-        if self.clock is not None:
-            end = self.clock()
-            self._seen += 1
-        if not torch.is_grad_enabled():
-            self._tracker.propagate(func, args, kwargs, out)
+    def function_entry(self, func: Callable) -> Optional[tuple[Optional[Formula], int, int]]:
+        """Before a function runs: its formula and the byte counters when the call is recorded
+        here (a counted function, or one known to be uncounted, in the model's own forward);
+        None when the dispatch recorder decides (free work, or work only ATen shows)."""
         # only work of the model's own forward: not inside a claimed module, not outside the model
-        if self._claim or not self._stack:
-            return
+        if self._claim or not self._stack or threading.get_ident() != self._thread:
+            return None
         formula = self.resolver.for_function(func)
         if formula is None and func not in UNCOUNTED_FUNCTIONS:
-            if not is_free(func):
-                self._unknown.setdefault(len(self._stack) - 1, set()).add(_function_name(func))
+            return None
+        self.covered += 1
+        return formula, self.read, self.written
+
+    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any,
+                    entry: Optional[tuple[Optional[Formula], int, int]], start: Any = None) -> None:
+        end = None
+        if self.clock is not None and threading.get_ident() == self._thread:
+            end = self.clock()
+            self._seen += 1
+        if not torch.is_grad_enabled() and threading.get_ident() == self._thread:
+            self._tracker.propagate(func, args, kwargs, out)
+        if entry is None:
             return
+        formula, read, written = entry
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
-                                self._describe(args, kwargs, out, self._is_parameter)))
+                                self._describe(args, kwargs, out, self._is_parameter),
+                                self.read - read, self.written - written))
         if end is not None:
             self.marks.append((start, end))
+
+    # -- ATen operations --------------------------------------------------------------------------
+    def inside(self) -> bool:
+        """Whether an operation now runs inside the model (the recorder is this thread's)."""
+        return bool(self._stack)
+
+    def add_moved(self, read: int, written: int) -> None:
+        self.read += read
+        self.written += written
+
+    def on_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any,
+              read: int, written: int) -> None:
+        self.read += read
+        self.written += written
+        if not torch.is_grad_enabled():
+            self._tracker.propagate(func, args, kwargs, out)
+        if self.covered or self._claim:
+            return
+        formula, takes_module = self.resolver.for_op(func)
+        if formula is None and not op_is_costly(func):
+            return
+        module, name = self._stack[-1][:2]
+        if takes_module:
+            formula = partial(formula, module)
+        with _OWN_CODE():
+            call = self._describe(args, kwargs, out, self._is_parameter)
+        self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written))
 
     def _describe(self, args: tuple, kwargs: dict, output: Any,
                   parameter: Callable[[torch.Tensor], bool]) -> Call:

@@ -6,7 +6,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-import torch
 from torch import nn
 
 from ._call import Call
@@ -42,6 +41,7 @@ def _record(raw: RawCall) -> Record:
     call = raw.call
     inputs = call.input_tensors()
     counts = raw.formula(raw.module, call) if raw.module is not None else raw.formula(call)
+    counts = counts.replace(bytes_read=raw.read, bytes_written=raw.written)
     if raw.module is not None:
         counts = counts.replace(params=_numel(raw.module.parameters()))
     return Record(
@@ -78,14 +78,21 @@ class ProfileData:
         counted = [_record(r) if r.formula is not None else None for r in raw]
         self.records: list[Record] = [r for r in counted if r is not None]
         self._calls: dict[str, Call] = {}
+        self._moved: dict[str, tuple[int, int]] = {}    # module name -> bytes read, written by its calls
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
-        self.unsupported: dict[str, int]
-        self.unsupported, self._unknown_calls = _unsupported(spans, counted)
-        uncounted = [r.type for r in raw if r.formula is None]
-        self._unsupported_functions = set(uncounted)
-        for name in uncounted:
-            self.unsupported[name] = self.unsupported.get(name, 0) + 1
+            read, written = self._moved.get(span.name, (0, 0))
+            self._moved[span.name] = (read + span.read, written + span.written)
+        self._moved_total = (sum(s.read for s in spans if s.depth == 0),
+                             sum(s.written for s in spans if s.depth == 0))
+        self.unsupported: dict[str, int] = {}
+        self._unsupported_in: dict[str, list[str]] = {}     # where each was called
+        for r in raw:
+            if r.formula is None:
+                self.unsupported[r.type] = self.unsupported.get(r.type, 0) + 1
+                places = self._unsupported_in.setdefault(r.type, [])
+                if r.name not in places:
+                    places.append(r.name)
         self._total: Optional[Counts] = None
 
     # -- totals ---------------------------------------------------------------------------------
@@ -94,7 +101,9 @@ class ProfileData:
         """Everything counted; ``params`` are the model's unique parameters."""
         if self._total is None:
             work = sum((r.counts for r in self.records), ZERO)
-            self._total = work.replace(params=_numel(self._model.parameters()))
+            read, written = self._moved_total
+            self._total = work.replace(params=_numel(self._model.parameters()),
+                                       bytes_read=read, bytes_written=written)
         return self._total
 
     def module(self, name: str) -> Counts:
@@ -108,7 +117,9 @@ class ProfileData:
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise KeyError(f"no module named {name!r} in {type(self._model).__name__}{hint}")
         work = sum((r.counts for r in self.records if _inside(r.name, name)), ZERO)
-        return work.replace(params=_numel(self._modules[name].parameters()))
+        read, written = self._moved.get(name, (0, 0))
+        return work.replace(params=_numel(self._modules[name].parameters()),
+                            bytes_read=read, bytes_written=written)
 
     # -- structure used by the renderers ----------------------------------------------------------
     @property
@@ -147,52 +158,9 @@ class ProfileData:
         if strict:
             raise UnsupportedError(f"torchflops cannot count: {listed} (strict=True)")
         for name, n in self.unsupported.items():
-            if name in self._unsupported_functions:
-                what = "is a function with compute cost but no formula"
-            elif self._unknown_calls.get(name):
-                what = (f"has parameters, no formula, and calls torchflops cannot count "
-                        f"({', '.join(sorted(self._unknown_calls[name]))})")
-            else:
-                what = "runs as TorchScript, out of torchflops' sight"
+            key = repr(name) if "::" in name else name      # an operator is named by its string
+            places = ", ".join(repr(p) if p else "the model's own forward" for p in self._unsupported_in[name])
             warnings.warn(
-                f"torchflops: {name} {what}; its {n} call(s) were not counted. "
-                f"Pass formulas={{{name}: fn}} or register one.", UnsupportedWarning, stacklevel=3)
-
-
-def _unsupported(spans: list[Span], counted: list[Optional[Record]]
-                 ) -> tuple[dict[str, int], dict[str, set[str]]]:
-    """Modules with their own parameters and no formula whose call produced no counted work and
-    made calls torchflops cannot count (or ran as TorchScript, out of sight): calls per kind, and
-    the names of those calls per kind.
-
-    ``counted`` is aligned with the raw calls the spans index (None: an uncounted function).
-    """
-    found: dict[str, int] = {}
-    calls: dict[str, set[str]] = {}
-    for span in spans:
-        if span.claimed or not _has_own_parameters(span.module):
-            continue
-        if any(r is not None and _does_work(r.counts) for r in counted[span.start:span.end]):
-            continue
-        if not span.unknown and not isinstance(span.module, torch.jit.ScriptModule):
-            continue    # everything its own forward did is known to cost nothing we count
-        kind = _kind(span.module)
-        found[kind] = found.get(kind, 0) + 1
-        calls.setdefault(kind, set()).update(span.unknown)
-    return found, calls
-
-
-def _kind(module: nn.Module) -> str:
-    if isinstance(module, torch.jit.ScriptModule):
-        return f"{module.original_name} (TorchScript)"
-    return type(module).__name__
-
-
-def _has_own_parameters(module: nn.Module) -> bool:
-    # a TorchScript module's children are out of sight: its parameters are all its own
-    recurse = isinstance(module, torch.jit.ScriptModule)
-    return next(iter(module.parameters(recurse=recurse)), None) is not None
-
-
-def _does_work(counts: Counts) -> bool:
-    return bool(counts.macs or counts.comparisons)
+                f"torchflops: {name} has compute cost but no formula; its {n} call(s) (in {places}) "
+                f"were not counted. "
+                f"Pass formulas={{{key}: fn}} or register one.", UnsupportedWarning, stacklevel=3)

@@ -11,6 +11,7 @@ in-place activations modify).
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time as _clock
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from torch import nn
 
 from ._api import (_PASS_LOCK, SizeLike, _check_model, _check_strict, _input_sizes, _inputs, _replacements,
                    _restore, _snapshot, _substitute, _unwrapped)
-from ._capture import Session
+from ._capture import RawCall, Session
 from ._hardware import Hardware, PeakKey
 from ._profile import Record
 from ._registry import Resolver, validate_overrides
@@ -36,7 +37,8 @@ __all__ = ["time", "TimedProfile", "TimedRecord"]
 @dataclass(frozen=True)
 class TimedRecord(Record):
     """A ``Record`` with its measured forward time: median, min and max seconds over the repeats;
-    ``backward_latency`` (median seconds) for a module's call when the backward was timed."""
+    ``backward_latency`` (median seconds) for a module's call when the backward was timed.
+    An ATen-level record (work no Python-level call announced) has NaN: its time is its module's."""
 
     latency: float = 0.0
     latency_min: float = 0.0
@@ -465,6 +467,7 @@ def time(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
     request = _Request(model, modules, args, kw, resolver, clock, backward)
     grads = _Gradients([p for _, m in modules for p in m._parameters.values() if p is not None]
                        + [t for t in iter_tensors((args, kw)) if t.is_leaf and t.requires_grad])
+    counting = Session(model, resolver, modules)
     clean: list[tuple[float, Optional[float]]] = []
     passes: list[tuple[Session, Any]] = []
     graphs: list[tuple[_GraphTimer, tuple[Any, Any]]] = []
@@ -476,6 +479,8 @@ def time(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
             _substitute(snapshot, replacements)
             grads.clear()     # a backward would add into the gradients found
             with torch.inference_mode(False), grad_mode:
+                with counting:      # counts and bytes, as count() records them
+                    request.forward()
                 for _ in range(warmup):
                     request.clean()
                     grads.clear()
@@ -492,10 +497,9 @@ def time(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
             _restore(snapshot)
             grads.restore()
 
-    first = passes[0][0]
     meta = {"device": where.type, "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)],
             "timed": True}
-    result = TimedProfile(model, first.raw, first.spans, meta=meta, modules=modules)
+    result = TimedProfile(model, counting.raw, counting.spans, meta=meta, modules=modules)
     _attach(result, clean, passes, graphs, clock)
     result.check_unsupported(strict)
     return result
@@ -562,12 +566,14 @@ def _attach(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
     result._module_times = {name: tuple(v) for name, v in module_times.items()}
 
     backward_of = _backward(result, clean, graphs, clock)
-    counted = [i for i, r in enumerate(passes[0][0].raw) if r.formula is not None]
+    timed = _aligned(counting.raw, passes[0][0].raw)
+    counted = [i for i, r in enumerate(counting.raw) if r.formula is not None]
     occurrence: dict[str, int] = {}
     records = []
     for record, index in zip(result.records, counted):
-        times = [repeat[0][index] for repeat in per_pass]
-        raw = passes[0][0].raw[index]
+        raw = counting.raw[index]
+        # ATen-level work (no Python-level call to time) is part of its module's time only
+        times = [repeat[0][timed[index]] for repeat in per_pass] if timed[index] is not None else [math.nan]
         back = None
         if raw.module is not None and backward_of is not None:
             k = occurrence.get(raw.name, 0)
@@ -578,6 +584,23 @@ def _attach(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
                                    latency=_median(times), latency_min=min(times), latency_max=max(times),
                                    backward_latency=back, latencies=tuple(times)))
     result.records = records
+
+
+def _aligned(counted: list[RawCall], timed: list[RawCall]) -> list[Optional[int]]:
+    """For each call of the counting pass, its index in a clocked pass (None: an ATen-level call,
+    which only the counting pass records). The clocked calls are the others, in the same order."""
+    out: list[Optional[int]] = []
+    j = 0
+    for call in counted:
+        if j < len(timed) and (timed[j].name, timed[j].type) == (call.name, call.type):
+            out.append(j)
+            j += 1
+        else:
+            out.append(None)
+    if j != len(timed):
+        raise RuntimeError("the model's calls changed from one pass to the next; tf.time needs the same "
+                           "calls every pass")
+    return out
 
 
 def _backward(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
