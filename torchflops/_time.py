@@ -500,7 +500,7 @@ def time(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
     meta = {"device": where.type, "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)],
             "timed": True}
     result = TimedProfile(model, counting.raw, counting.spans, meta=meta, modules=modules)
-    _attach(result, clean, passes, graphs, clock)
+    _attach(result, counting, clean, passes, graphs, clock)
     result.check_unsupported(strict)
     return result
 
@@ -541,7 +541,7 @@ def _one_pass(session: Session, origin: Any, clock: _Clock, costs: tuple[float, 
     return [b - a for a, b in raw], span_s, cost[-1] + per_module
 
 
-def _attach(result: TimedProfile, clean: list[tuple[float, Optional[float]]],
+def _attach(result: TimedProfile, counting: Session, clean: list[tuple[float, Optional[float]]],
             passes: list[tuple[Session, Any]], graphs: list[tuple[_GraphTimer, tuple[Any, Any]]],
             clock: _Clock) -> None:
     forward = [f for f, _ in clean]
