@@ -132,7 +132,8 @@ def main() -> None:
     repeats = 3 if args.quick else 7
 
     hardware = tf.calibrate()
-    print(f"calibrated: {hardware} ({hardware.notes}); torch {torch.__version__}\n")
+    print(f"calibrated: {hardware} ({hardware.notes}); torch {torch.__version__}; "
+          f"load average {os.getloadavg()[0]:.2f}\n")
     runs = []
     for name in QUICK if args.quick else VISION:
         model = vision(name)
@@ -147,6 +148,7 @@ def main() -> None:
                                 input_size=(batch, 128), dtype=torch.long))
             print(f"measured {runs[-1].label}", file=sys.stderr)
 
+    print(f"load average after measuring: {os.getloadavg()[0]:.2f}\n")
     print("## Roofline with the calibrated peak and bandwidth (efficiency 1)\n")
     print("\n".join(report(runs, args.floor)))
     # rows come model by model, one per batch size: fit on every other model, report the rest

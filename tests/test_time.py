@@ -106,6 +106,9 @@ def test_estimate_is_the_slower_of_compute_and_memory_per_record():
     # efficiency scales both ceilings: twice the time at half
     half = hand_made_profile().estimate_time(TOY, efficiency=0.5)
     assert [r.seconds for r in half.records] == pytest.approx([2e-3, 8e-3, 0.0], rel=1e-12)
+    # each ceiling on its own: compute at 0.5 doubles a's 1 ms, memory at 0.25 makes b's 4 ms 16 ms
+    split = hand_made_profile().estimate_time(TOY, efficiency={"compute": 0.5, "memory": 0.25})
+    assert [r.seconds for r in split.records] == pytest.approx([2e-3, 16e-3, 0.0], rel=1e-12)
     # bf16 peak 4x: record a becomes 0.25 ms of compute, still above its 0.1 ms of memory
     fast = hand_made_profile().estimate_time(TOY, dtype=torch.bfloat16)
     assert fast.records[0].seconds == pytest.approx(2.5e-4, rel=1e-12) and fast.records[0].bound == "compute"
@@ -118,6 +121,8 @@ def test_estimate_rejects_bad_arguments():
         profile.estimate_time(TOY, dtype=torch.float16)
     with pytest.raises(ValueError, match=r"efficiency must be a number in \(0, 1\]"):
         profile.estimate_time(TOY, efficiency=0)
+    with pytest.raises(ValueError, match=r"or \{'compute': a, 'memory': b\}"):
+        profile.estimate_time(TOY, efficiency={"compute": 0.5})
     with pytest.raises(TypeError, match="hardware must be a torchflops.Hardware"):
         profile.estimate_time("h100")
 
