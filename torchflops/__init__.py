@@ -46,6 +46,11 @@ _EXPORTS = {
     "BudgetExceeded": "_budget",
     "generation": "_generation",
     "Generation": "_generation",
+    "time": "_time",
+    "Hardware": "_hardware",
+    "hardware": "_hardware",
+    "calibrate": "_hardware",
+    "Estimate": "_roofline",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -56,7 +61,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'torchflops' has no attribute {name!r}")
     module = importlib.import_module(f".{module_name}", __name__)
-    if module_name in ("_api", "_render", "_registry", "_generation"):
+    if module_name in ("_api", "_render", "_registry", "_generation", "_time"):
         importlib.import_module("._formulas", __name__)   # registers the built-in formulas
     value = getattr(module, name)
     globals()[name] = value
@@ -74,6 +79,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._compare import compare, compare_plot
     from ._counts import Counts
     from ._generation import Generation, generation
+    from ._hardware import Hardware, calibrate, hardware
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register
     from ._render import Profile
+    from ._roofline import Estimate
+    from ._time import time

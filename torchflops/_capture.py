@@ -151,6 +151,8 @@ class _FunctionMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         session = self._session
+        clock = session.clock
+        start = clock() if clock is not None else None
         entry = session.function_entry(func)
         try:
             out = shortcut(func, args, kwargs)
@@ -161,7 +163,7 @@ class _FunctionMode(TorchFunctionMode):
         finally:
             if entry is not None:
                 session.covered -= 1
-        session.on_function(func, args, kwargs, out, entry)
+        session.on_function(func, args, kwargs, out, entry, start)
         return out
 
 
@@ -171,10 +173,17 @@ class Session:
     The hooks are global module hooks (two handles, however large the model) that ignore modules
     outside this model and calls from other threads; the model's own hook dictionaries are never
     touched, so the user's hooks keep their order.
+
+    With a ``clock`` (a callable returning a time mark), each raw call and span also gets the
+    marks taken when it began and ended, in ``marks`` and ``span_marks`` (aligned with ``raw``
+    and ``spans``; a span's also holds how many functional calls the mode saw inside it); what a
+    mark means is the caller's business. A clocked session records no bytes and no ATen-level
+    calls: the dispatch recorder stays off, as its cost per operation would sit inside the times.
     """
 
     def __init__(self, model: nn.Module, resolver: Resolver,
-                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
+                 modules: Optional[list[tuple[str, nn.Module]]] = None,
+                 clock: Optional[Callable[[], Any]] = None) -> None:
         self.model = model
         self.resolver = resolver
         self._modules = modules if modules is not None else list(model.named_modules())
@@ -199,6 +208,11 @@ class Session:
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
+        self.clock = clock
+        self.marks: list[tuple[Any, Any]] = []
+        self.span_marks: list[tuple[Any, Any, int]] = []
+        self._starts: list[tuple[Any, int]] = []
+        self._seen = 0               # functional calls the mode saw (counted when clocked)
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
@@ -215,8 +229,9 @@ class Session:
                 self._post, with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
-            self._recorder = OpRecorder(self)
-            self._recorder.__enter__()
+            if self.clock is None:
+                self._recorder = OpRecorder(self)
+                self._recorder.__enter__()
         except BaseException:
             self._exit_modes(None, None, None)
             self._remove_hooks()
@@ -229,6 +244,7 @@ class Session:
         finally:
             self._remove_hooks()
             self._stack.clear()
+            self._starts.clear()
             self._claim = 0
             self.covered = 0
             self._parameters = None
@@ -272,6 +288,8 @@ class Session:
             self._claim = 1
             if not isinstance(module, SHORTCUT_MODULES):
                 self._suspend_mode()
+        if self.clock is not None:
+            self._starts.append((self.clock(), self._seen))
 
     def _suspend_mode(self) -> None:
         """Take the mode off the stack inside a claimed module: nothing there is recorded, and
@@ -292,6 +310,7 @@ class Session:
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
         kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+        marks = self._span_marks() if self.clock is not None else None
         formula = self._known[id(module)][1]
         _, name, start, ambient, read, written = self._stack.pop()
         read, written = self.read - read, self.written - written
@@ -317,6 +336,15 @@ class Session:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call, read, written))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed, len(self._stack),
                                read, written))
+        if marks is not None:
+            if claimed:
+                self.marks.append(marks[:2])
+            self.span_marks.append(marks)
+
+    def _span_marks(self) -> tuple[Any, Any, int]:
+        end = self.clock()
+        start, seen = self._starts.pop()
+        return start, end, self._seen - seen
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
@@ -343,7 +371,11 @@ class Session:
         return formula, self.read, self.written
 
     def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any,
-                    entry: Optional[tuple[Optional[Formula], int, int]]) -> None:
+                    entry: Optional[tuple[Optional[Formula], int, int]], start: Any = None) -> None:
+        end = None
+        if self.clock is not None and threading.get_ident() == self._thread:
+            end = self.clock()
+            self._seen += 1
         if not torch.is_grad_enabled() and threading.get_ident() == self._thread:
             self._tracker.propagate(func, args, kwargs, out)
         if entry is None:
@@ -352,6 +384,8 @@ class Session:
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
                                 self._describe(args, kwargs, out, self._is_parameter),
                                 self.read - read, self.written - written))
+        if end is not None:
+            self.marks.append((start, end))
 
     # -- ATen operations --------------------------------------------------------------------------
     def inside(self) -> bool:

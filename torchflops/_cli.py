@@ -86,7 +86,19 @@ def _parser() -> argparse.ArgumentParser:
                         help="also write a self-contained HTML report (sortable table, icicle chart)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     _hub.add_arguments(parser)
+    _time_options(parser)
     return parser
+
+
+def _time_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--time", action="store_true",
+                        help="run the model on the CPU and report measured time per row")
+    parser.add_argument("--repeats", type=int, default=10, metavar="N", help="timed passes for --time (default 10)")
+    parser.add_argument("--hardware", metavar="NAME", default=None,
+                        help="report the roofline time estimate on NAME (h100-sxm, a100-80gb, ...; cpu: calibrate "
+                             "this machine)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="measure this machine's CPU (matmul peak per dtype, copy bandwidth) and exit")
 
 
 # -- arguments -----------------------------------------------------------------------------------
@@ -315,6 +327,8 @@ def _count(model: Any, sizes: list[tuple[int, ...]], dtype: Any, args: argparse.
 
     shown = " and ".join("x".join(map(str, s)) for s in sizes)
     try:
+        if args.time:
+            return tf.time(model, input_size=sizes, dtype=dtype or torch.float32, repeats=args.repeats)
         return tf.count(model, input_size=sizes, dtype=dtype or torch.float32, device=args.device)
     except Exception as error:  # noqa: BLE001 - the model's own failure on this input
         if dtype is None and _token_ids(error):
@@ -335,6 +349,9 @@ def _count(model: Any, sizes: list[tuple[int, ...]], dtype: Any, args: argparse.
 def _run(args: argparse.Namespace) -> str:
     if args.list:
         return "\n".join(_zoo())
+    if args.calibrate:
+        import torchflops as tf
+        return str(tf.calibrate())
     if args.model is None:
         raise UsageError("give a MODEL (a torchvision name such as googlenet, or module:callable), or --list")
     sizes = _sizes(args.input_size)
@@ -350,9 +367,10 @@ def _run(args: argparse.Namespace) -> str:
             return _hub.report(args, _report)
         except _hub.HubError as error:
             raise UsageError(str(error)) from error
-    model = _model(args.model, kwargs, args.device)
+    hardware = _hardware_option(args)
+    model = _model(args.model, kwargs, "cpu" if args.time else args.device)
     prof = _count(model, sizes or _default_sizes(args.model, model), dtype, args)
-    text = _report(prof, args)
+    text = _time_report(prof, args, hardware) if args.time or hardware is not None else _report(prof, args)
     if args.plot is not None:
         prof.plot(args.plot, depth=_depth(args), top=args.top or 15)
     if args.html is not None:
@@ -361,6 +379,41 @@ def _run(args: argparse.Namespace) -> str:
         except OSError as error:
             raise UsageError(f"cannot write --html {args.html!r}: {error.strerror}") from None
     return text
+
+
+def _hardware_option(args: argparse.Namespace) -> Any:
+    import torchflops as tf
+
+    _count_option(args.repeats, "--repeats", 1)
+    if args.hardware is None:
+        return None
+    if args.hardware == "cpu":
+        return tf.calibrate()
+    try:
+        return tf.hardware(args.hardware)
+    except ValueError as error:
+        raise UsageError(f"--hardware: {error}") from None
+
+
+def _time_report(prof: Any, args: argparse.Namespace, hardware: Any) -> str:
+    """Measured (``--time``) and estimated (``--hardware``) seconds per row, and the figures in JSON/CSV."""
+    from ._timeview import estimate_dict, time_table, with_estimate_csv
+
+    if args.branches is not None:
+        raise UsageError("--branches cannot be combined with --time or --hardware")
+    try:
+        estimate = prof.estimate_time(hardware) if hardware is not None else None
+    except ValueError as error:
+        raise UsageError(f"--hardware: {error}") from None
+    if args.format == "json":
+        data = prof.to_dict()
+        if estimate is not None:
+            data["estimate"] = estimate_dict(estimate)
+        return json.dumps(data, indent=2)
+    if args.format == "csv":
+        text = prof.to_csv()
+        return (with_estimate_csv(text, estimate) if estimate is not None else text).rstrip("\n")
+    return time_table(prof, estimate, depth=args.depth, fmt="simple" if args.format == "table" else "markdown")
 
 
 def _fail(problem: object) -> int:

@@ -15,7 +15,7 @@ from ._render import _check_count, human, rows
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["plot", "plot_branches", "plot_compare", "check_path", "check_metric"]
+__all__ = ["plot", "plot_branches", "plot_compare", "plot_roofline", "check_path", "check_metric"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -249,3 +249,42 @@ def _palette(n: int) -> list[Any]:
 def _shade(i: int) -> str:
     # alternating blues keep the layers of one branch apart without a legend
     return ("#3b75af", "#6f9fd0", "#24507d", "#9bbde0")[i % 4]
+
+
+def plot_roofline(profile: ProfileData, path: PathLike, hardware: Any, dtype: Any = None) -> None:
+    """Log-log roofline: each record with FLOPs and bytes as a point at its arithmetic intensity
+    (FLOPs per byte) and its FLOP/s (measured where the profile was timed, else the roofline
+    estimate's), under the compute ceiling and the bandwidth slope."""
+    from ._roofline import estimate
+    target = check_path(path)
+    result = estimate(profile, hardware, dtype=dtype)     # validates hardware and dtype
+    peak, bandwidth = hardware.peak(result.dtype), hardware.bandwidth
+    measured = all(hasattr(r, "latency") for r in profile.records) and bool(profile.records)
+    points = []
+    for record, guess in zip(profile.records, result.records):
+        moved = record.counts.bytes_read + record.counts.bytes_written
+        seconds = record.latency if measured else guess.seconds
+        if record.counts.flops and moved and seconds > 0:
+            points.append((record.counts.flops / moved, record.counts.flops / seconds))
+
+    figure = _figure(8, 5.5)
+    axes = figure.add_subplot()
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    ridge = peak / bandwidth
+    low = min([ridge / 100] + [x / 2 for x, _ in points])
+    high = max([ridge * 100] + [x * 2 for x, _ in points])
+    axes.plot([low, ridge, high], [bandwidth * low, peak, peak], color="#24507d", linewidth=2,
+              label=f"ceilings: {human(int(peak))}FLOP/s, {human(int(bandwidth))}B/s")
+    if points:
+        axes.scatter([x for x, _ in points], [y for _, y in points], s=14, color="#d1603d",
+                     label="measured" if measured else "estimated", zorder=3)
+    else:
+        axes.text(0.5, 0.5, "no record with both FLOPs and bytes", ha="center", va="center",
+                  transform=axes.transAxes)
+    axes.set_xlabel("arithmetic intensity (FLOPs per byte)")
+    axes.set_ylabel("FLOP/s")
+    axes.set_title(f"{profile.model_name} on {hardware.name} ({str(result.dtype).removeprefix('torch.')})",
+                   loc="left", fontsize=11)
+    axes.legend(loc="lower right", fontsize=8, frameon=False)
+    _save(figure, target)

@@ -299,6 +299,18 @@ class Profile(Displayable, ProfileData):
         from ._plot import plot_branches
         plot_branches(self, path, name)
 
+    def estimate_time(self, hardware: Any, dtype: Any = None, efficiency: float = 1.0) -> Any:
+        """Roofline time per record on ``hardware``: ``max(flops / (peak * efficiency),
+        (bytes_read + bytes_written) / (bandwidth * efficiency))``; an ``Estimate``."""
+        from ._roofline import estimate
+        return estimate(self, hardware, dtype=dtype, efficiency=efficiency)
+
+    def plot_roofline(self, path: Union[str, "os.PathLike[str]"], hardware: Any, dtype: Any = None) -> None:
+        """PNG roofline: records as points (intensity, FLOP/s: measured where timed, else estimated)
+        under the hardware's compute and bandwidth ceilings."""
+        from ._plot import plot_roofline
+        plot_roofline(self, path, hardware, dtype=dtype)
+
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
