@@ -267,13 +267,14 @@ class _Pass:
                 replacements = _replacements(snapshot, self.device, fake)
                 try:
                     _substitute(snapshot, replacements)
-                    with Session(model, self.resolver, self.modules) as session:
+                    with Session(model, self.resolver, self.modules,
+                                 shape_only=self.device.type == "meta") as session:
                         model(*args, **kw)
                 finally:
                     _restore(snapshot)
         meta = {"device": "fake" if fake else self.device.type,
                 "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules)
+        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules, moe=session.moe)
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",
@@ -366,5 +367,5 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
         try:
             yield result
         finally:
-            result._load(session.raw, session.spans)
+            result._load(session.raw, session.spans, session.moe)
     result.check_unsupported(strict)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
+from functools import partial
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -28,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
 from ._known import UNCOUNTED_FUNCTIONS, is_free
+from ._moe import MoE, resolve
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
@@ -152,12 +154,15 @@ class Session:
     """
 
     def __init__(self, model: nn.Module, resolver: Resolver,
-                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
+                 modules: Optional[list[tuple[str, nn.Module]]] = None, *, shape_only: bool = False) -> None:
         self.model = model
         self.resolver = resolver
         self._modules = modules if modules is not None else list(model.named_modules())
         self.raw: list[RawCall] = []
         self.spans: list[Span] = []
+        self.moe: list[tuple[str, nn.Module, MoE]] = []   # mixture-of-experts modules (``_moe``)
+        self._shape_only = shape_only
+        self._forwards: list[tuple[nn.Module, Any]] = []    # forwards the stand-ins replaced
         self._thread = threading.get_ident()
         self._known: dict[int, tuple[str, Optional[Formula]]] = {}
         self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
@@ -174,9 +179,19 @@ class Session:
     def __enter__(self) -> Session:
         for name, module in self._modules:
             # TorchScript runs its insides out of Python's sight: one call without a formula
-            scripted = isinstance(module, torch.jit.ScriptModule)
-            self._known[id(module)] = (name, None if scripted else self.resolver.for_module(module))
+            if isinstance(module, torch.jit.ScriptModule):
+                self._known[id(module)] = (name, None)
+                continue
+            formula, moe = resolve(module, self.resolver.for_module(module))
+            self._known[id(module)] = (name, formula)
+            if moe is not None:
+                self.moe.append((name, module, moe))
         try:
+            if self._shape_only:
+                # routing reads tensor values: shape-only passes run the MoE stand-ins instead
+                for _, module, moe in self.moe:
+                    self._forwards.append((module, vars(module).get("forward")))
+                    vars(module)["forward"] = partial(moe.standin(module), module)
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
             self._handles.append(nn.modules.module.register_module_forward_hook(
                 self._post, with_kwargs=True, always_call=True))
@@ -205,6 +220,12 @@ class Session:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for module, forward in self._forwards:
+            if forward is None:
+                del vars(module)["forward"]
+            else:
+                vars(module)["forward"] = forward
+        self._forwards.clear()
 
     # -- module hooks ---------------------------------------------------------------------------
     def _pre(self, module: nn.Module, args: tuple) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -12,6 +12,7 @@ from torch import nn
 from ._call import Call
 from ._capture import RawCall, Span
 from ._counts import ZERO, Counts
+from ._moe import MoE
 
 __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
 
@@ -67,13 +68,14 @@ class ProfileData:
 
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
                  meta: Optional[dict[str, Any]] = None,
-                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
+                 modules: Optional[list[tuple[str, nn.Module]]] = None,
+                 moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
         self.meta: dict[str, Any] = dict(meta or {})
-        self._load(raw, spans)
+        self._load(raw, spans, moe)
 
-    def _load(self, raw: list[RawCall], spans: list[Span]) -> None:
+    def _load(self, raw: list[RawCall], spans: list[Span], moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
         counted = [_record(r) if r.formula is not None else None for r in raw]
         self.records: list[Record] = [r for r in counted if r is not None]
@@ -87,6 +89,9 @@ class ProfileData:
         for name in uncounted:
             self.unsupported[name] = self.unsupported.get(name, 0) + 1
         self._total: Optional[Counts] = None
+        # experts a token does not use, once per mixture-of-experts module that was called
+        self._inactive = sum(spec.inactive(module, self._calls[name]) for name, module, spec in moe
+                             if name in self._calls)
 
     # -- totals ---------------------------------------------------------------------------------
     @property
@@ -96,6 +101,12 @@ class ProfileData:
             work = sum((r.counts for r in self.records), ZERO)
             self._total = work.replace(params=_numel(self._model.parameters()))
         return self._total
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token uses: every shared weight and ``top_k`` experts of each
+        mixture-of-experts block (``total.params`` for a dense model)."""
+        return self.total.params - self._inactive
 
     def module(self, name: str) -> Counts:
         """Counts of the subtree at qualified ``name`` (``""`` is the whole model)."""
