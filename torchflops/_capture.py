@@ -293,9 +293,11 @@ class Session:
             return
         self._noted = error
         with _OWN_CODE():
-            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs))) or "no tensors"
+            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs)))
         where = f"module '{name}'" if name else "the model's own forward"
-        error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
+        # torch drops the keyword arguments of a call that raised: no shapes is not no inputs
+        called = f" called with {shapes}" if shapes else ""
+        error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}){called}")
 
     # -- functional calls -----------------------------------------------------------------------
     def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:

@@ -61,7 +61,7 @@ class MoE:
     router: Optional[str] = None
     shared: tuple[str, ...] = ()
     router_logits: bool = False
-    num_experts: Union[int, str, None] = None
+    num_experts: Union[int, str, tuple[str, ...], None] = None
     transposed: Union[bool, tuple[str, ...], None] = None
 
     def __post_init__(self) -> None:
@@ -187,13 +187,15 @@ def _is_bias(name: str) -> bool:
     return "bias" in name.rsplit(".", 1)[-1]
 
 
-def _read(module: nn.Module, value: Union[int, str], what: str) -> int:
+def _read(module: nn.Module, value: Union[int, str, tuple[str, ...]], what: str) -> int:
+    """An int, or the first of the named attributes the module (or its ``config``) holds as an int."""
     if isinstance(value, int):
         return value
-    for owner in (module, getattr(module, "config", None)):
-        found = getattr(owner, value, None) if owner is not None else None
-        if isinstance(found, int) and not isinstance(found, bool):
-            return found
+    for name in (value,) if isinstance(value, str) else value:
+        for owner in (module, getattr(module, "config", None)):
+            found = getattr(owner, name, None) if owner is not None else None
+            if isinstance(found, int) and not isinstance(found, bool):
+                return found
     raise ValueError(f"{type(module).__name__} has no integer attribute {value!r} (MoE {what}); torchflops "
                      "cannot read its routing")
 
@@ -215,20 +217,22 @@ def _stacked_standin(module: nn.Module, hidden_states: torch.Tensor, *args: Any,
 
 
 # -- transformers' own MoE classes ----------------------------------------------------------------
-def _routing_width(position: int, keyword: str) -> Callable[[nn.Module, Call], int]:
-    """top_k read from the routing indices the experts module is called with (tokens x top_k)."""
+def _routing_width(*places: tuple[int, str]) -> Callable[[nn.Module, Optional[Call]], int]:
+    """top_k read from the routing indices (tokens x top_k) the experts module is called with, at
+    the first of ``places`` (position, keyword) the call fills."""
     def top_k(module: nn.Module, call: Optional[Call]) -> int:
         if call is None:
             return 1
-        indices = call.arg(position, keyword)
-        if not isinstance(indices, TensorInfo) or not indices.shape:
-            raise ValueError(f"{type(module).__name__} was called without routing indices; torchflops cannot "
-                             "read its routing")
-        return indices.shape[-1]
+        for position, keyword in places:
+            indices = call.arg(position, keyword)
+            if isinstance(indices, TensorInfo) and indices.shape:
+                return indices.shape[-1]
+        raise ValueError(f"{type(module).__name__} was called without routing indices; torchflops cannot "
+                         "read its routing")
     return top_k
 
 
-_STACKED = MoE(top_k=_routing_width(1, "top_k_index"), experts=None)
+_STACKED = MoE(top_k=_routing_width((1, "top_k_index")), experts=None)
 
 # transformers 4.x: blocks with a list of experts, and two modules with stacked weights
 _TRANSFORMERS: dict[str, MoE] = {
@@ -245,10 +249,12 @@ _TRANSFORMERS: dict[str, MoE] = {
     "jamba.modeling_jamba.JambaSparseMoeBlock": MoE("top_k", router="router", router_logits=True),
     "deepseek_v3.modeling_deepseek_v3.DeepseekV3MoE": MoE(
         "num_experts_per_tok", router="gate", shared=("shared_experts",)),
-    "gpt_oss.modeling_gpt_oss.GptOssExperts": MoE(top_k=_routing_width(1, "router_indices"), experts=None,
+    "gpt_oss.modeling_gpt_oss.GptOssExperts": MoE(top_k=_routing_width((1, "router_indices")), experts=None,
                                                   transposed=True),
-    "dbrx.modeling_dbrx.DbrxExperts": MoE(top_k=_routing_width(3, "top_experts"), experts=None,
-                                          num_experts="moe_num_experts", transposed=("w2",)),
+    # 4.x calls it with (x, weights, top_weights, top_experts), 5.x with (x, top_k_index, top_k_weights)
+    "dbrx.modeling_dbrx.DbrxExperts": MoE(top_k=_routing_width((3, "top_experts"), (1, "top_k_index")),
+                                          experts=None, num_experts=("moe_num_experts", "num_experts"),
+                                          transposed=("w2",)),
 }
 
 
@@ -272,12 +278,14 @@ def _builtin(module: nn.Module) -> Optional[MoE]:
     cls = type(module)
     if not cls.__module__.startswith("transformers.") or "transformers" not in sys.modules:
         return None
-    spec = _TRANSFORMERS.get(f"{cls.__module__.removeprefix('transformers.models.')}.{cls.__qualname__}")
-    if spec is not None:
-        # transformers 5 reuses the block names around an experts module: its forward is shape-static
-        return spec if spec.experts is None or isinstance(getattr(module, spec.experts, None), nn.ModuleList) else None
     forward = getattr(cls.forward, "__code__", None)
-    return _STACKED if forward is not None and forward is _experts_forward_code() else None
+    if forward is not None and forward is _experts_forward_code():
+        return _STACKED
+    spec = _TRANSFORMERS.get(f"{cls.__module__.removeprefix('transformers.models.')}.{cls.__qualname__}")
+    if spec is None or spec.experts is not None and not isinstance(getattr(module, spec.experts, None),
+                                                                   nn.ModuleList):
+        return None     # transformers 5 keeps the block names around an experts module: shape-static
+    return spec
 
 
 def resolve(module: nn.Module, formula: Optional[Callable]) -> tuple[Optional[Callable], Optional[MoE]]:

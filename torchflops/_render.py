@@ -124,6 +124,9 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
     headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
+    if profile.active_params != total.params:
+        out.append([f"active params: {human(profile.active_params)} of {human(total.params)} "
+                    "(one token's experts)"] + [""] * (len(headers) - 1))
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
         out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
@@ -168,6 +171,7 @@ def to_dict(profile: ProfileData) -> dict[str, Any]:
         **profile.meta,
         "records": [_record_dict(r) for r in profile.records],
         "total": profile.total.as_dict(),
+        "active_params": profile.active_params,
         "unsupported": dict(profile.unsupported),
     }
 
