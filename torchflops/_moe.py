@@ -87,20 +87,24 @@ class MoE:
             total += dense(pairs * outputs, inputs, biases=0, input_grad=upstream,
                            weight_grad=trainable(weight))
             upstream = upstream or trainable(weight)
-        experts = self._experts_count(module)
-        biases = sum(p.numel() // experts for name, p in module.named_parameters() if _is_bias(name))
+        biases = sum(p.shape[1] for p in self._biases(module))
         return total.replace(adds=total.adds + pairs * biases)
+
+    def _biases(self, module: nn.Module) -> list[nn.Parameter]:
+        """Stacked biases: one vector per expert, ``(experts, outputs)``."""
+        experts = self._experts_count(module)
+        return [p for p in module.parameters() if p.dim() == 2 and p.shape[0] == experts]
 
     def _matrices(self, module: nn.Module) -> list[tuple[str, nn.Parameter, tuple[int, int]]]:
         """Each stacked weight with one expert's (inputs, outputs)."""
         experts = self._experts_count(module)
         found = []
         for name, weight in module.named_parameters():
-            if _is_bias(name):
-                continue
+            if weight.dim() == 2 and weight.shape[0] == experts:
+                continue    # a bias
             if weight.dim() == 3 and weight.shape[0] == experts:
                 a, b = weight.shape[1], weight.shape[2]
-            elif weight.dim() == 2 and weight.shape[0] % experts == 0:
+            elif weight.dim() == 2 and weight.shape[0] % experts == 0:     # (experts x rows, columns)
                 a, b = weight.shape[0] // experts, weight.shape[1]
             else:
                 raise ValueError(f"{type(module).__name__}.{name} of shape {tuple(weight.shape)} is not stacked "
@@ -176,15 +180,11 @@ class MoE:
         if self.experts is None:
             experts = self._experts_count(module)
             stacked = sum(p.numel() for _, p, _ in self._matrices(module))
-            stacked += sum(p.numel() for name, p in module.named_parameters() if _is_bias(name))
+            stacked += sum(p.numel() for p in self._biases(module))
             return stacked // experts * (experts - self._top_k(module, call))
         experts = getattr(module, self.experts)
         one = sum(p.numel() for p in experts[0].parameters())
         return one * (len(experts) - self._top_k(module, call))
-
-
-def _is_bias(name: str) -> bool:
-    return "bias" in name.rsplit(".", 1)[-1]
 
 
 def _read(module: nn.Module, value: Union[int, str, tuple[str, ...]], what: str) -> int:

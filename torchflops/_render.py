@@ -124,13 +124,15 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
     headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
-    if profile.active_params != total.params:
-        out.append([f"active params: {human(profile.active_params)} of {human(total.params)} "
-                    "(one token's experts)"] + [""] * (len(headers) - 1))
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
         out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
-    return tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True)
+    text = tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True)
+    if profile.active_params != total.params:
+        # below the table, so the module column keeps its width
+        text += (f"\nactive params: {human(profile.active_params)} of {human(total.params)} "
+                 f"({profile.active_params:,} of {total.params:,}: shared weights and top_k experts per token)")
+    return text
 
 
 def branches(profile: ProfileData, name: str) -> str:
