@@ -7,6 +7,7 @@ GPT-OSS and DBRX, their own loops) and the oracle runs the model as built.
 """
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import torchflops as tf
 from hf import EXPERTS_IMPLEMENTATIONS, V5, build, flop_counter, token_ids, transformers
@@ -210,3 +211,78 @@ def test_a_meta_built_model_that_cannot_run_shape_only_gets_advice_that_works_fr
     model = build(config, transformers.MixtralForCausalLM, experts=EXPERTS_IMPLEMENTATIONS[-1])
     with pytest.raises(ValueError, match="build it with real parameters"):
         tf.count(model, input_size=(1, 8), dtype=torch.long, device="cpu")
+
+
+def _experts_classes():
+    """Every experts class of the installed transformers 5 (those ``use_experts_implementation``
+    gives its dispatching forward), with the default config of its model that builds it."""
+    import importlib
+    from pathlib import Path
+
+    from transformers.integrations.moe import use_experts_implementation
+
+    class Probe(torch.nn.Module):
+        def forward(self):
+            return None
+
+    code = use_experts_implementation(Probe).forward.__code__
+    found, unbuilt = [], []
+    for folder in sorted((Path(transformers.__file__).parent / "models").iterdir()):
+        for path in folder.glob("modeling_*.py"):
+            if "use_experts_implementation" not in path.read_text():
+                continue
+            module = importlib.import_module(f"transformers.models.{folder.name}.{path.stem}")
+            configs = importlib.import_module(f"transformers.models.{folder.name}.configuration_{folder.name}")
+            config_classes = [c for c in vars(configs).values() if isinstance(c, type)
+                              and issubclass(c, transformers.PreTrainedConfig) and c.__module__ == configs.__name__]
+            for cls in vars(module).values():
+                if isinstance(cls, type) and cls.__module__ == module.__name__ and \
+                        getattr(getattr(cls, "forward", None), "__code__", None) is code:
+                    built = _build_experts(cls, config_classes)
+                    (found if built else unbuilt).append(built or cls.__name__)
+    return found, unbuilt
+
+
+def _build_experts(cls, config_classes):
+    for config_class in config_classes:
+        try:
+            config = config_class()
+        except Exception:       # a config that needs arguments
+            continue
+        for candidate in (config, config.get_text_config()):
+            try:
+                with torch.device("meta"):
+                    return cls(candidate), candidate
+            except Exception:   # the experts read a sub-config this one is not
+                continue
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not V5, reason="transformers 4.x has no experts modules of its own")
+def test_every_experts_class_transformers_ships_counts_as_pytorchs_counter_on_batched_mm():
+    """Default (full-size) configs built on meta; PyTorch's counter sees the batched_mm
+    implementation's bmm calls on meta, forward and backward, so it is an oracle at any size."""
+    found, unbuilt = _experts_classes()
+    names = {type(experts).__name__ for experts, _ in found}
+    assert {"MixtralExperts", "Qwen2MoeExperts", "Qwen3MoeExperts", "OlmoeExperts", "GptOssExperts",
+            "DeepseekV3Experts", "JambaExperts"} <= names
+    assert len(unbuilt) < len(found) / 10, unbuilt
+    for experts, config in found:
+        top_k = getattr(config, "num_experts_per_tok", None) or 2
+        weight = next(p for p in experts.parameters() if p.dim() == 3)
+        hidden = weight.shape[1] if experts.is_transposed else weight.shape[2]
+
+        def inputs():
+            return (torch.empty(4, hidden, device="meta", requires_grad=True),
+                    torch.zeros(4, top_k, dtype=torch.long, device="meta"), torch.empty(4, top_k, device="meta"))
+
+        config._experts_implementation = "batched_mm"
+        with FlopCounterMode(display=False) as counter:
+            out = experts(*inputs())
+            forward = counter.get_total_flops()
+            out.sum().backward()
+        experts.zero_grad(set_to_none=True)
+        prof = tf.count(experts, *inputs())
+        assert (prof.total.flops, prof.total.backward_flops) == (forward, counter.get_total_flops() - forward), \
+            type(experts).__name__

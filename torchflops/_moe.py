@@ -100,8 +100,8 @@ class MoE:
         experts = self._experts_count(module)
         found = []
         for name, weight in module.named_parameters():
-            if weight.dim() == 2 and weight.shape[0] == experts:
-                continue    # a bias
+            if weight.dim() < 2 or weight.dim() == 2 and weight.shape[0] == experts:
+                continue    # a bias per expert, or elementwise weights (a norm after the experts)
             if weight.dim() == 3 and weight.shape[0] == experts:
                 a, b = weight.shape[1], weight.shape[2]
             elif weight.dim() == 2 and weight.shape[0] % experts == 0:     # (experts x rows, columns)
