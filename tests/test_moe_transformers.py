@@ -286,3 +286,25 @@ def test_every_experts_class_transformers_ships_counts_as_pytorchs_counter_on_ba
         prof = tf.count(experts, *inputs())
         assert (prof.total.flops, prof.total.backward_flops) == (forward, counter.get_total_flops() - forward), \
             type(experts).__name__
+
+
+@pytest.mark.slow       # two fresh interpreters importing torch and transformers
+def test_the_cli_shows_total_and_active_parameters(tmp_path):
+    import json
+    import subprocess
+    import sys
+    source = tmp_path / "small_mixtral.py"
+    source.write_text(
+        "import torch, transformers\n"
+        "def build():\n"
+        "    config = transformers.MixtralConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,\n"
+        "                                        num_local_experts=4, num_experts_per_tok=2, vocab_size=500)\n"
+        "    with torch.device('meta'):\n"
+        "        return transformers.MixtralForCausalLM(config)\n")
+    run = [sys.executable, "-m", "torchflops", f"{source}:build", "--input-size", "1,32", "--dtype", "long"]
+    table = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    data = subprocess.run(run + ["--format", "json"], capture_output=True, text=True, timeout=300)
+    assert table.returncode == data.returncode == 0, table.stderr + data.stderr
+    # 2 layers x 2 unused experts x 3 x 64 x 128 fewer than the 281,920 parameters
+    assert json.loads(data.stdout)["active_params"] == 281_920 - 2 * 2 * 3 * 64 * 128 == 183_616
+    assert table.stdout.splitlines()[-1].startswith("active params: 183.62 K of 281.92 K")
