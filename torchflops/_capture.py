@@ -9,6 +9,9 @@ that made them. Each call is reduced to shapes and needs-grad flags (``_call.Cal
 ``RawCall``; every module call also leaves a ``Span`` (its shapes and which raw calls it made).
 Formulas are applied later, by the profile.
 
+On a shape-only pass the mixture-of-experts modules ``_moe`` recognises run a stand-in forward
+(their routing reads tensor values), put back when the session ends.
+
 While the mode is active ``has_torch_function`` is true for every tensor, so a module without a
 formula such as ``nn.TransformerEncoderLayer`` does not take its fused inference path during a
 session: it runs its submodules, which the formulas count.
@@ -18,8 +21,8 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
@@ -191,7 +194,7 @@ class Session:
                 # routing reads tensor values: shape-only passes run the MoE stand-ins instead
                 for _, module, moe in self.moe:
                     self._forwards.append((module, vars(module).get("forward")))
-                    vars(module)["forward"] = partial(moe.standin(module), module)
+                    vars(module)["forward"] = partial(moe.standin(), module)
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
             self._handles.append(nn.modules.module.register_module_forward_hook(
                 self._post, with_kwargs=True, always_call=True))

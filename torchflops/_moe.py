@@ -23,7 +23,6 @@ that were hit) and therefore cannot run shape-only.
 from __future__ import annotations
 
 import functools
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -36,7 +35,7 @@ from ._formulas._dense import dense, trainable
 
 __all__ = ["MoE", "resolve", "StandIn"]
 
-TopK = Union[int, str, Callable[[nn.Module, Call], int]]
+TopK = Union[int, str, Callable[[nn.Module, Optional[Call]], int]]
 # A stand-in forward: called as ``standin(module, *args, **kwargs)`` in place of ``module.forward``.
 StandIn = Callable[..., Any]
 
@@ -136,8 +135,9 @@ class MoE:
         return _read(module, self.top_k, "top_k")
 
     # -- shape-only passes --------------------------------------------------------------------
-    def standin(self, module: nn.Module) -> StandIn:
-        """The forward a shape-only pass runs instead of the module's own."""
+    def standin(self) -> StandIn:
+        """The forward a shape-only pass runs instead of the module's own. Its output is shaped like
+        the module's input, as the output of an experts layer is."""
         return _stacked_standin if self.experts is None else self._block_standin
 
     def check(self, module: nn.Module) -> None:
@@ -276,7 +276,7 @@ def _experts_forward_code() -> Optional[object]:
 
 def _builtin(module: nn.Module) -> Optional[MoE]:
     cls = type(module)
-    if not cls.__module__.startswith("transformers.") or "transformers" not in sys.modules:
+    if not cls.__module__.startswith("transformers."):
         return None
     forward = getattr(cls.forward, "__code__", None)
     if forward is not None and forward is _experts_forward_code():
