@@ -41,6 +41,28 @@ def count(model: nn.Module):
     return tf.count(model, input_size=SHAPE, dtype=torch.long)
 
 
+def bare_forward(model: nn.Module, fake: bool):
+    """One forward without torchflops, on the path its count took: meta tensors, or fake CPU
+    stand-ins under FakeTensorMode where the model needs a real device type (transformers 4.x's
+    rotary embedding calls ``torch.autocast(device_type=x.device.type)``, which meta refuses)."""
+    if not fake:
+        ids = torch.zeros(SHAPE, dtype=torch.long, device="meta")
+        return lambda: model(ids)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    with mode:
+        tensors = dict(model.named_parameters())
+        tensors.update(model.named_buffers())
+        standins = {name: torch.empty_strided(t.shape, t.stride(), dtype=t.dtype) for name, t in tensors.items()}
+        ids = torch.zeros(SHAPE, dtype=torch.long)
+
+    def run() -> object:
+        with mode:
+            return torch.func.functional_call(model, standins, (ids,))
+    return run
+
+
 def flop_counter_fake(model: nn.Module) -> int:
     """PyTorch's FlopCounterMode under FakeTensorMode: fake CPU stand-ins for every parameter and
     buffer, token ids as input (the issue's oracle)."""

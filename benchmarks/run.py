@@ -174,15 +174,15 @@ def scale(rounds: Rounds, targets: list[Target]) -> None:
         h.note("tf.count FAILED on the Llama model:\n\n```\n" + traceback.format_exc() + "```")
         targets.append(Target("Llama 6.7 B: counted", "tf.count raised", False))
         return
-    ids = torch.zeros(_llama.SHAPE, dtype=torch.long, device="meta")
-    med = h.interleaved({"bare": lambda: model(ids), "count": lambda: _llama.count(model)}, rounds.slow, warmup=1)
+    bare = _llama.bare_forward(model, fake=prof.meta["device"] == "fake")
+    med = h.interleaved({"bare": bare, "count": lambda: _llama.count(model)}, rounds.slow, warmup=1)
     child = _child_count()
     sdpa = _llama.flop_counter_fake(model)
     eager = _llama.flop_counter_fake(_llama.build("eager"))
     flops = prof.total.flops
     rows = [
         ["tf.count ms (median, this process)", h.ms(med["count"]), f"< {SCALE_SECONDS * 1e3:,.0f}"],
-        ["bare shape-only forward ms (median)", h.ms(med["bare"]), ""],
+        [f"bare shape-only forward ms (median, {prof.meta['device']} tensors)", h.ms(med["bare"]), ""],
         ["tf.count ms (fresh child process, first count)", h.ms(child["seconds"]), ""],
         ["child's peak RSS MB (VmHWM) after imports (torch, transformers, torchflops)",
          f"{child['peak_mb_imported']:,.0f}", ""],
@@ -203,9 +203,11 @@ def scale(rounds: Rounds, targets: list[Target]) -> None:
            "`_scaled_dot_product_flash_attention_for_cpu`, which FlopCounterMode has no formula for (it counts "
            "0), so the sdpa figure leaves out the attention matmuls: 32 layers x 2 matmuls x 32 heads x "
            f"2048 x 2048 x 128 MACs x 2 = {32 * 2 * 32 * 2048 * 2048 * 128 * 2:,} FLOPs.")
-    h.note(f"\nThe issue's figure is {ISSUE_LLAMA_FLOPS - sdpa:,} FLOPs above FlopCounterMode(sdpa) here: older "
-           "transformers computed the rotary angles as a matmul (1x64x1 @ 1x1x2048 = 131,072 MACs = 262,144 "
-           f"FLOPs); transformers {transformers.__version__} uses a broadcast multiply, which no tool counts.")
+    if ISSUE_LLAMA_FLOPS != sdpa:
+        h.note(f"\nThe issue's figure is {ISSUE_LLAMA_FLOPS - sdpa:,} FLOPs above FlopCounterMode(sdpa) here: "
+               "transformers 4.x computes the rotary angles as a matmul (1x64x1 @ 1x1x2048 = 131,072 MACs = "
+               f"262,144 FLOPs); transformers {transformers.__version__} uses a broadcast multiply, which no tool "
+               "counts.")
     h.note(f"\nPeers (fvcore, ptflops, thop, torchinfo, FlopCounterMode on CPU): skipped, not run. They need real "
            f"tensors: {params:,} float32 parameters are {params * 4 / 2**30:.1f} GiB before any activation, and "
            f"this machine has {_physical_memory_gib():.1f} GiB of RAM.")

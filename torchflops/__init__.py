@@ -38,6 +38,7 @@ _EXPORTS = {
     "UnsupportedError": "_profile",
     "UnsupportedWarning": "_profile",
     "Counts": "_counts",
+    "MoE": "_moe",
     "register": "_registry",
     "Call": "_call",
     "TensorInfo": "_call",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._counts import Counts
     from ._generation import Generation, generation
     from ._hardware import Hardware, calibrate, hardware
+    from ._moe import MoE
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register
     from ._render import Profile

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils._pytree import tree_map_only
 
-from ._capture import NESTED, Session
+from ._capture import NESTED, NOTE_PREFIX, Session
 from ._shortcuts import iter_tensors
 from ._registry import Resolver, validate_overrides
 from ._render import Profile
@@ -109,7 +109,9 @@ def _check_parameters(modules: list[tuple[str, nn.Module]], device: torch.device
                                      "pass first so its shape is known")
                 if device.type != "meta" and tensor.is_meta:
                     raise ValueError(f"device={str(device)!r} runs real tensors, but {name} is on the meta "
-                                     "device; use device='meta' (the default) for a model built without storage")
+                                     "device (the model was built without storage): build it with real "
+                                     "parameters to count it on real tensors; device='meta' (the default) "
+                                     "counts this model shape-only")
 
 
 def _check_not_nested(inputs: Any) -> None:
@@ -280,13 +282,14 @@ class _Pass:
                 replacements = _replacements(snapshot, self.device, fake)
                 try:
                     _substitute(snapshot, replacements)
-                    with Session(model, self.resolver, self.modules) as session:
+                    with Session(model, self.resolver, self.modules,
+                                 shape_only=self.device.type == "meta") as session:
                         model(*args, **kw)
                 finally:
                     _restore(snapshot)
         meta = {"device": "fake" if fake else self.device.type,
                 "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules)
+        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules, moe=session.moe)
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",
@@ -362,14 +365,26 @@ def _shape_only(request: _Pass) -> Profile:
     except Exception as error:  # noqa: BLE001
         on_fake = error
     if _data_dependent(on_meta) or _data_dependent(on_fake):
-        where = [n for n in getattr(on_meta, "__notes__", []) if n.startswith("torchflops:")]
+        # the message and the module it names come from the same attempt
+        error = on_meta if _data_dependent(on_meta) else on_fake
+        where = [n for n in getattr(error, "__notes__", []) if n.startswith(NOTE_PREFIX)]
         raise ShapeOnlyError(
             f"{type(request.model).__name__} cannot run shape-only: its forward depends on tensor values "
-            f"({type(on_fake).__name__}: {str(on_fake).splitlines()[0] if str(on_fake) else ''})"
-            f"{'; ' + where[0][len('torchflops: '):] if where else ''}. "
-            "Count it on real tensors with device='cpu'."
-        ) from on_meta
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+            f"{'; ' + where[0][len(NOTE_PREFIX):].strip() if where else ''}. {_real_pass_advice(request.modules)}"
+        ) from error
     raise on_meta
+
+
+def _real_pass_advice(modules: list[tuple[str, nn.Module]]) -> str:
+    """How to count on real tensors, from where the user stands: a model built on the meta device
+    has no values to run on, so ``device='cpu'`` alone would only fail again."""
+    on_meta = any(t.is_meta for _, m in modules for store in (m._parameters, m._buffers)
+                  for t in store.values() if t is not None)
+    if on_meta:
+        return ("Its parameters are on the meta device (built without storage), so build it with real "
+                "parameters (outside torch.device('meta')) and count it with device='cpu'.")
+    return "Count it on real tensors with device='cpu'."
 
 
 @contextlib.contextmanager
@@ -392,5 +407,5 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
         try:
             yield result
         finally:
-            result._load(session.raw, session.spans)
+            result._load(session.raw, session.spans, session.moe)
     result.check_unsupported(strict)

@@ -11,6 +11,9 @@ shapes and needs-grad flags (``_call.Call``) and kept as a ``RawCall`` with the 
 operations moved; every module call also leaves a ``Span`` (its shapes, bytes and which raw calls
 it made). Formulas are applied later, by the profile.
 
+On a shape-only pass the mixture-of-experts modules ``_moe`` recognises run a stand-in forward
+(their routing reads tensor values), put back when the session ends.
+
 While the mode is active ``has_torch_function`` is true for every tensor, so a module without a
 formula such as ``nn.TransformerEncoderLayer`` does not take its fused inference path during a
 session: it runs its submodules, which the formulas count.
@@ -32,6 +35,7 @@ from torch.overrides import TorchFunctionMode
 from ._call import Call, PackedInfo, TensorInfo
 from ._dispatch import OpRecorder, kernel_bytes, op_name
 from ._known import op_is_costly
+from ._moe import MoE, resolve
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
@@ -183,12 +187,15 @@ class Session:
 
     def __init__(self, model: nn.Module, resolver: Resolver,
                  modules: Optional[list[tuple[str, nn.Module]]] = None,
-                 clock: Optional[Callable[[], Any]] = None) -> None:
+                 clock: Optional[Callable[[], Any]] = None, *, shape_only: bool = False) -> None:
         self.model = model
         self.resolver = resolver
         self._modules = modules if modules is not None else list(model.named_modules())
         self.raw: list[RawCall] = []
         self.spans: list[Span] = []
+        self.moe: list[tuple[str, nn.Module, MoE]] = []   # mixture-of-experts modules (``_moe``)
+        self._shape_only = shape_only
+        self._forwards: list[tuple[nn.Module, Any]] = []    # forwards the stand-ins replaced
         self._thread = threading.get_ident()
         self._known: dict[int, tuple[str, Optional[Formula]]] = {}
         # (module, name, first raw call, exception in flight at entry, bytes read, bytes written)
@@ -217,13 +224,23 @@ class Session:
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
         for name, module in self._modules:
-            # TorchScript runs its insides out of Python's sight: its ATen operations are counted
-            scripted = isinstance(module, torch.jit.ScriptModule)
-            self._known[id(module)] = (name, None if scripted else self.resolver.for_module(module))
             for key, child in module._modules.items():
                 if child is not None:
                     self._children.setdefault((id(module), id(child)), key)
+            # TorchScript runs its insides out of Python's sight: its ATen operations are counted
+            if isinstance(module, torch.jit.ScriptModule):
+                self._known[id(module)] = (name, None)
+                continue
+            formula, moe = resolve(module, self.resolver.for_module(module))
+            self._known[id(module)] = (name, formula)
+            if moe is not None:
+                self.moe.append((name, module, moe))
         try:
+            if self._shape_only:
+                # routing reads tensor values: shape-only passes run the MoE stand-ins instead
+                for _, module, moe in self.moe:
+                    self._forwards.append((module, vars(module).get("forward")))
+                    vars(module)["forward"] = partial(moe.standin(), module)
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
             self._handles.append(nn.modules.module.register_module_forward_hook(
                 self._post, with_kwargs=True, always_call=True))
@@ -267,6 +284,12 @@ class Session:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for module, forward in self._forwards:
+            if forward is None:
+                del vars(module)["forward"]
+            else:
+                vars(module)["forward"] = forward
+        self._forwards.clear()
 
     # -- module hooks ---------------------------------------------------------------------------
     def _pre(self, module: nn.Module, args: tuple) -> None:
@@ -352,9 +375,11 @@ class Session:
             return
         self._noted = error
         with _OWN_CODE():
-            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs))) or "no tensors"
+            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs)))
         where = f"module '{name}'" if name else "the model's own forward"
-        error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
+        # torch drops the keyword arguments of a call that raised: no shapes is not no inputs
+        called = f" called with {shapes}" if shapes else ""
+        error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}){called}")
 
     # -- functional calls -----------------------------------------------------------------------
     def function_entry(self, func: Callable) -> Optional[tuple[Formula, int, int]]:

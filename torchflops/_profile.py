@@ -4,13 +4,14 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
 from torch import nn
 
 from ._call import Call
 from ._capture import RawCall, Span
 from ._counts import ZERO, Counts
+from ._moe import MoE
 
 __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
 
@@ -67,14 +68,15 @@ class ProfileData:
 
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
                  meta: Optional[dict[str, Any]] = None,
-                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
+                 modules: Optional[list[tuple[str, nn.Module]]] = None,
+                 moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
         self._aliases: Optional[dict[str, nn.Module]] = None     # every name of every module
         self.meta: dict[str, Any] = dict(meta or {})
-        self._load(raw, spans)
+        self._load(raw, spans, moe)
 
-    def _load(self, raw: list[RawCall], spans: list[Span]) -> None:
+    def _load(self, raw: list[RawCall], spans: list[Span], moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
         counted = [_record(r) if r.formula is not None else None for r in raw]
         self.records: list[Record] = [r for r in counted if r is not None]
@@ -95,6 +97,9 @@ class ProfileData:
                 if r.name not in places:
                     places.append(r.name)
         self._total: Optional[Counts] = None
+        # experts a token does not use, once per mixture-of-experts module that was called
+        self._inactive = sum(spec.inactive(module, self._calls[name]) for name, module, spec in moe
+                             if name in self._calls)
 
     # -- totals ---------------------------------------------------------------------------------
     @property
@@ -115,6 +120,12 @@ class ProfileData:
         written = sum(r.counts.bytes_written for r in self.records)
         total = self.total
         return ZERO.replace(bytes_read=total.bytes_read - read, bytes_written=total.bytes_written - written)
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token uses: every shared weight and ``top_k`` experts of each
+        mixture-of-experts block (``total.params`` for a dense model)."""
+        return self.total.params - self._inactive
 
     def module(self, name: str) -> Counts:
         """Counts of every call of the module at qualified ``name`` (``""`` is the whole model):

@@ -161,6 +161,10 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
     if frozen:
         # torchinfo's footer; absent when every parameter trains
         text += f"\nfrozen params: {human(frozen)} of {human(total.params)} ({human(total.params - frozen)} trainable)"
+    if profile.active_params != total.params:
+        # below the table, so the module column keeps its width
+        text += (f"\nactive params: {human(profile.active_params)} of {human(total.params)} "
+                 f"({profile.active_params:,} of {total.params:,}: shared weights and top_k experts per token)")
     return Table(text, headers, out)
 
 
@@ -207,6 +211,7 @@ def to_dict(profile: ProfileData) -> dict[str, Any]:
         **profile.meta,
         "records": [_record_dict(r) for r in profile.records],
         "total": profile.total.as_dict(),
+        "active_params": profile.active_params,
         "unsupported": dict(profile.unsupported),
     }
 

@@ -8,6 +8,7 @@ Normalisation kernels, also slow on meta, are answered below autograd (``_dispat
 """
 from __future__ import annotations
 
+import sys
 from typing import Any, Callable, Optional
 
 import torch
@@ -68,7 +69,37 @@ def _recurrent(with_cell: bool, args: tuple, kwargs: dict) -> Optional[tuple[tor
     return (_like(out, x.dtype, grad),) + tuple(_like(tuple(s.shape), s.dtype, grad) for s in states)
 
 
+# -- value checks that change no cost ---------------------------------------------------------
+# transformers reads tensor values in places that decide nothing torchflops counts: 4.x's padding
+# check only warns when a sequence ends in the pad token, and the SDPA mask builders drop an
+# all-ones padding mask in favour of ``is_causal`` or no mask (the same products either way). On
+# tensors without data they are answered as for inputs without padding.
+_VALUE_CHECKS = {"warn_if_padding_and_no_attention_mask": False, "_ignore_causal_mask_sdpa": True,
+                 "_prepare_4d_attention_mask_for_sdpa": True}
+
+
+def _without_data(value: Any) -> bool:
+    from torch._subclasses.fake_tensor import FakeTensor
+    return all(t.is_meta or isinstance(t, FakeTensor) for t in iter_tensors(value))
+
+
+def _value_check(args: tuple, kwargs: dict) -> Optional[bool]:
+    if not _without_data((args, kwargs)):
+        return None
+    frame = sys._getframe(3)    # past this function, ``shortcut`` and the function mode
+    for _ in range(3):          # and torch's own ``Tensor.__contains__``
+        if frame is None:
+            return None
+        answer = _VALUE_CHECKS.get(frame.f_code.co_name)
+        if answer is not None and frame.f_globals.get("__name__", "").startswith("transformers."):
+            return answer
+        frame = frame.f_back
+    return None
+
+
 _SHORTCUTS: dict[Callable, Callable[[tuple, dict], Any]] = {
+    torch.Tensor.__bool__: _value_check,
+    torch.Tensor.__contains__: _value_check,
     # the padded and packed overloads share one builtin; the arguments tell them apart
     _VF.lstm: lambda args, kwargs: _recurrent(True, args, kwargs),
     _VF.gru: lambda args, kwargs: _recurrent(False, args, kwargs),

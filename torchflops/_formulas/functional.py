@@ -110,6 +110,25 @@ def add_product(call: Call) -> Counts:
     return product(call.output.numel, a.shape[-1], a, b, biases=int(added))
 
 
+_GROUPED_MM = tuple(f for f in (torch._grouped_mm, getattr(F, "grouped_mm", None)) if f is not None)
+
+
+@register(*_GROUPED_MM)
+def grouped_mm(call: Call) -> Counts:
+    """Groups of products sharing one kernel (mixture-of-experts layers): each output element
+    sums ``mat_a.shape[-1]`` products, except when both operands are 2-D, where the groups split
+    that dimension and each of the ``G`` outputs of a position sums its own slice.
+
+    NB: rows of a 2-D ``mat_a`` past ``offs[-1]`` are skipped by the kernel and counted here:
+    shapes do not say where the offsets end.
+    """
+    a, b = call.arg(0, "mat_a"), call.arg(1, "mat_b")
+    outputs = call.output.numel
+    if len(a.shape) == 2 and len(b.shape) == 2:
+        outputs //= call.output.shape[0]
+    return product(outputs, a.shape[-1], a, b, biases=int(call.kwargs.get("bias") is not None))
+
+
 @register(torch.einsum)
 def einsum(call: Call) -> Counts:
     """Operands contracted pairwise, left to right, as ``torch.einsum`` does without opt_einsum.
