@@ -55,13 +55,13 @@ swapdims t take take_along_dim tensor_split tile transpose tril triu unbind unfl
 unsqueeze view view_as vsplit vstack
 bfloat16 bool byte char cpu cuda double float half int long short to type type_as
 dim element_size is_complex is_contiguous is_floating_point is_inference is_nonzero
-is_same_size nelement numel size stride storage_offset data_ptr
+is_same_size nelement numel size stride storage_offset data_ptr _assert
 copy_ fill_ zero_ requires_grad_ retain_grad
 new_empty new_full new_ones new_tensor new_zeros
 """.split()
 
 _CREATION = """
-arange as_tensor empty empty_like empty_strided eye full full_like linspace logspace ones
+arange as_tensor empty empty_like empty_strided eye full full_like linspace logspace meshgrid ones
 ones_like rand rand_like randint randint_like randn randn_like randperm scalar_tensor tensor
 tril_indices triu_indices zeros zeros_like
 """.split()
