@@ -18,7 +18,7 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import torch
@@ -57,7 +57,8 @@ class Span:
     start: int                      # index of its first raw call
     end: int                        # one past its last raw call
     claimed: bool                   # the module has a formula (its raw call is ``end - 1``)
-    unknown: frozenset[str] = frozenset()   # its own calls torchflops neither counts nor knows free
+    # its own calls torchflops neither counts nor knows free: function name -> number of calls
+    unknown: dict[str, int] = field(default_factory=dict)
 
 
 class _GradTracker:
@@ -161,7 +162,7 @@ class Session:
         self._thread = threading.get_ident()
         self._known: dict[int, tuple[str, Optional[Formula]]] = {}
         self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
-        self._unknown: dict[int, set[str]] = {}     # stack depth -> names of unknown calls
+        self._unknown: dict[int, dict[str, int]] = {}   # stack depth -> unknown calls by name
         self._claim = 0              # > 0 while inside a module that has a formula
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
@@ -263,8 +264,7 @@ class Session:
             call = self._describe(args, kwargs, output, _not_parameter)
         if claimed:
             self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
-        self.spans.append(Span(name, module, call, start, len(self.raw), claimed,
-                               frozenset(unknown) if unknown else frozenset()))
+        self.spans.append(Span(name, module, call, start, len(self.raw), claimed, unknown or {}))
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
@@ -288,7 +288,9 @@ class Session:
         formula = self.resolver.for_function(func)
         if formula is None and func not in UNCOUNTED_FUNCTIONS:
             if not is_free(func):
-                self._unknown.setdefault(len(self._stack) - 1, set()).add(_function_name(func))
+                calls = self._unknown.setdefault(len(self._stack) - 1, {})
+                name = _function_name(func)
+                calls[name] = calls.get(name, 0) + 1
             return
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
                                 self._describe(args, kwargs, out, self._is_parameter)))

@@ -61,18 +61,18 @@ new_empty new_full new_ones new_tensor new_zeros
 """.split()
 
 _CREATION = """
-arange as_tensor empty empty_like empty_strided eye full full_like linspace logspace meshgrid ones
+arange as_tensor device empty empty_like empty_strided eye full full_like linspace logspace meshgrid ones
 ones_like rand rand_like randint randint_like randn randn_like randperm scalar_tensor tensor
 tril_indices triu_indices zeros zeros_like
 """.split()
 
 _FUNCTIONAL = """
-adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d alpha_dropout avg_pool1d avg_pool2d
+adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d affine_grid alpha_dropout avg_pool1d avg_pool2d
 avg_pool3d batch_norm celu dropout dropout1d dropout2d dropout3d elu embedding
-feature_alpha_dropout gelu glu group_norm hardshrink hardsigmoid hardswish hardtanh
+feature_alpha_dropout fold gelu glu grid_sample group_norm hardshrink hardsigmoid hardswish hardtanh
 instance_norm interpolate layer_norm leaky_relu local_response_norm log_softmax logsigmoid mish
 normalize one_hot pad pixel_shuffle pixel_unshuffle prelu relu relu6 rms_norm rrelu selu
-sigmoid silu softmax softmin softplus softshrink softsign tanh tanhshrink threshold upsample
+sigmoid silu softmax softmin softplus softshrink softsign tanh tanhshrink threshold unfold upsample
 """.split()
 
 _DUNDERS = """
@@ -101,6 +101,7 @@ def _collect() -> frozenset:
         value = getattr(F, name, None)
         if callable(value):
             found.add(value)
+    found.add(torch._C._set_grad_enabled)       # ``torch.no_grad()`` entered inside a forward
     return frozenset(found)
 
 
@@ -111,5 +112,9 @@ def is_free(func: Callable) -> bool:
     """Whether a call of ``func`` costs nothing torchflops counts."""
     if func in _FREE:
         return True
+    # the profiler's markers (``record_function``, which ``nn.DataParallel`` enters) are operators
+    if isinstance(func, (torch._ops.OpOverloadPacket, torch._ops.OpOverload)):
+        name = getattr(func, "_qualified_op_name", None) or func._schema.name
+        return name.startswith("profiler::")
     # attribute reads (``x.shape``, ``x.dtype``) arrive as a fresh bound ``__get__`` each time
     return isinstance(getattr(func, "__self__", None), (types.GetSetDescriptorType, property))

@@ -81,7 +81,10 @@ class ProfileData:
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
         self.unsupported: dict[str, int]
-        self.unsupported, self._unknown_calls = _unsupported(spans, counted)
+        self.unsupported, self._unknown_calls, unknown = _unsupported(spans, counted)
+        self._unknown_functions = set(unknown)
+        for name, n in unknown.items():
+            self.unsupported[name] = self.unsupported.get(name, 0) + n
         uncounted = [r.type for r in raw if r.formula is None]
         self._unsupported_functions = set(uncounted)
         for name in uncounted:
@@ -149,6 +152,8 @@ class ProfileData:
         for name, n in self.unsupported.items():
             if name in self._unsupported_functions:
                 what = "is a function with compute cost but no formula"
+            elif name in self._unknown_functions:
+                what = "is a call torchflops neither counts nor knows to cost nothing"
             elif self._unknown_calls.get(name):
                 what = (f"has parameters, no formula, and calls torchflops cannot count "
                         f"({', '.join(sorted(self._unknown_calls[name]))})")
@@ -160,26 +165,39 @@ class ProfileData:
 
 
 def _unsupported(spans: list[Span], counted: list[Optional[Record]]
-                 ) -> tuple[dict[str, int], dict[str, set[str]]]:
-    """Modules with their own parameters and no formula whose call produced no counted work and
-    made calls torchflops cannot count (or ran as TorchScript, out of sight): calls per kind, and
-    the names of those calls per kind.
+                 ) -> tuple[dict[str, int], dict[str, set[str]], dict[str, int]]:
+    """What was seen and not counted: modules (calls per kind, and the names of the unknown calls
+    per kind), and the unknown calls made anywhere else (calls per function name).
 
+    A module is reported when it has its own parameters and no formula, its call produced no
+    counted work, and it made calls torchflops cannot count (or ran as TorchScript, out of
+    sight). Its unknown calls are reported with it; those of any other module (one that did
+    counted work too, or has no parameters) are reported by function name.
     ``counted`` is aligned with the raw calls the spans index (None: an uncounted function).
     """
     found: dict[str, int] = {}
     calls: dict[str, set[str]] = {}
+    functions: dict[str, int] = {}
     for span in spans:
-        if span.claimed or not _has_own_parameters(span.module):
+        if span.claimed:
             continue
-        if any(r is not None and _does_work(r.counts) for r in counted[span.start:span.end]):
+        if _module_unsupported(span, counted):
+            kind = _kind(span.module)
+            found[kind] = found.get(kind, 0) + 1
+            calls.setdefault(kind, set()).update(span.unknown)
             continue
-        if not span.unknown and not isinstance(span.module, torch.jit.ScriptModule):
-            continue    # everything its own forward did is known to cost nothing we count
-        kind = _kind(span.module)
-        found[kind] = found.get(kind, 0) + 1
-        calls.setdefault(kind, set()).update(span.unknown)
-    return found, calls
+        for name, n in span.unknown.items():
+            functions[name] = functions.get(name, 0) + n
+    return found, calls, functions
+
+
+def _module_unsupported(span: Span, counted: list[Optional[Record]]) -> bool:
+    if not _has_own_parameters(span.module):
+        return False
+    if any(r is not None and _does_work(r.counts) for r in counted[span.start:span.end]):
+        return False
+    # everything its own forward did is known to cost nothing we count, unless out of sight
+    return bool(span.unknown) or isinstance(span.module, torch.jit.ScriptModule)
 
 
 def _kind(module: nn.Module) -> str:
