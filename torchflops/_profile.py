@@ -44,8 +44,10 @@ def _record(raw: RawCall) -> Record:
     counts = raw.formula(raw.module, call) if raw.module is not None else raw.formula(call)
     if raw.module is not None:
         counts = counts.replace(params=_numel(raw.module.parameters()))
+    # a nominal count names its convention in the record's type (``fft_rfft (2.5 N log2 N)``)
+    convention = getattr(raw.formula, "convention", None)
     return Record(
-        raw.name, raw.type,
+        raw.name, f"{raw.type} ({convention})" if convention else raw.type,
         tuple(t.shape for t in inputs), tuple(t.shape for t in call.output_tensors()),
         tuple(t.needs_grad for t in inputs), counts,
     )
