@@ -27,6 +27,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
+from ._checks import check_function, check_module
 from ._known import UNCOUNTED_FUNCTIONS, is_free
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
@@ -137,6 +138,7 @@ class _FunctionMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        check_function(func, args)
         out = shortcut(func, args, kwargs)
         if out is None:
             out = func(*args, **kwargs)
@@ -215,6 +217,7 @@ class Session:
         if not self._stack:
             self._parameters = None     # looked up again, lazily, for each outermost call
         self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1]))
+        check_module(module, args)      # on the stack already, so its error is noted on it
         if self._claim:
             self._claim += 1
         elif known[1] is not None:
@@ -240,7 +243,7 @@ class Session:
         # (kwargs, output) normally; (output,) when the forward raised (torch drops kwargs then)
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
-        kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+        kwargs, output = rest if len(rest) == 2 else (_failed_call_kwargs(), rest[0])
         name, formula = self._known[id(module)]
         _, _, start, ambient = self._stack.pop()
         unknown = self._unknown.pop(len(self._stack), None)
@@ -272,7 +275,9 @@ class Session:
             return
         self._noted = error
         with _OWN_CODE():
-            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs))) or "no tensors"
+            shapes = ", ".join([_shape_text(t) for t in iter_tensors(args)] + [
+                f"{key}={_shape_text(t)}" for key, value in kwargs.items() for t in iter_tensors(value)
+            ]) or "no tensors"
         where = f"module '{name}'" if name else "the model's own forward"
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 
@@ -306,6 +311,14 @@ class Session:
             self._parameters = {id(p): p for p in self.model.parameters()}
         base = tensor._base if tensor._base is not None else tensor
         return isinstance(base, nn.Parameter) or self._parameters.get(id(base)) is base
+
+
+def _failed_call_kwargs() -> dict:
+    """The keyword arguments of a module call whose forward raised: torch calls the always-called
+    hook without them, from ``Module._call_impl``, whose frame still holds them."""
+    frame = sys._getframe(2)
+    kwargs = frame.f_locals.get("kwargs") if frame.f_code.co_name == "_call_impl" else None
+    return kwargs if isinstance(kwargs, dict) else {}
 
 
 def _shape_text(tensor: torch.Tensor) -> str:
