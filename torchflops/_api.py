@@ -155,9 +155,11 @@ def _restore(snapshot: _Snapshot) -> None:
 
 # Containers held in attributes (a dict of cached tensors keyed by device type, a list of past
 # inputs) can be filled in place by the forward: their contents are kept and put back, so no
-# stand-in stays reachable from the model. Parameters and buffers are restored by ``_restore``.
+# stand-in stays reachable from the model. ``nn.Module``'s own stores (parameters, buffers, children,
+# hook dictionaries) are left out: ``_restore`` handles the first two, and the walk over every
+# module's dozen stores would cost more than the pass.
 _Contents = list[tuple[Union[dict, list, set], Union[dict, list, set]]]
-_HANDLED = frozenset({"_parameters", "_buffers"})
+_MODULE_STORES = frozenset(vars(nn.Module()))
 
 
 def _contents(modules: list[tuple[str, nn.Module]]) -> _Contents:
@@ -175,7 +177,7 @@ def _contents(modules: list[tuple[str, nn.Module]]) -> _Contents:
 
     for _, module in modules:
         for key, value in vars(module).items():
-            if key not in _HANDLED:
+            if key not in _MODULE_STORES:
                 visit(value)
     return found
 

@@ -78,7 +78,12 @@ class ProfileData:
     def _load(self, raw: list[RawCall], spans: list[Span]) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
         counted = [_record(r) if r.formula is not None else None for r in raw]
-        self.records: list[Record] = [r for r in counted if r is not None]
+        # functional elementwise calls (``x + y``, ``F.relu``) are kept apart, so that records and
+        # tables are the same whether or not elementwise work is looked at
+        self._ordered: list[Record] = [r for r in counted if r is not None]
+        apart = {id(c) for c, r in zip(counted, raw) if c is not None and getattr(r.formula, "elementwise", False)}
+        self.records: list[Record] = [r for r in self._ordered if id(r) not in apart]
+        self.elementwise_records: list[Record] = [r for r in self._ordered if id(r) in apart]
         self._calls: dict[str, Call] = {}
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
@@ -98,7 +103,7 @@ class ProfileData:
     def total(self) -> Counts:
         """Everything counted; ``params`` are the model's unique parameters."""
         if self._total is None:
-            work = sum((r.counts for r in self.records), ZERO)
+            work = sum((r.counts for r in self._ordered), ZERO)
             self._total = work.replace(params=_numel(self._model.parameters()))
         return self._total
 
@@ -112,7 +117,7 @@ class ProfileData:
             close = difflib.get_close_matches(name, list(self._modules), n=5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise KeyError(f"no module named {name!r} in {type(self._model).__name__}{hint}")
-        work = sum((r.counts for r in self.records if _inside(r.name, name)), ZERO)
+        work = sum((r.counts for r in self._ordered if _inside(r.name, name)), ZERO)
         return work.replace(params=_numel(self._modules[name].parameters()))
 
     # -- structure used by the renderers ----------------------------------------------------------

@@ -50,21 +50,25 @@ def _ancestor(name: str, depth: int) -> str:
     return ".".join(name.split(".")[:depth]) if name else name
 
 
-def rows(profile: ProfileData, depth: Optional[int] = None) -> list[_Row]:
-    """One row per record, or with ``depth``, records below that depth folded into their ancestor."""
+def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = False) -> list[_Row]:
+    """One row per record, or with ``depth``, records below that depth folded into their ancestor.
+
+    ``elementwise=True`` takes the functional elementwise records too, in call order.
+    """
+    records = profile._ordered if elementwise else profile.records
     if depth is None:
-        return [_Row(r.name, r.type, r.input_shapes, r.output_shapes, r.counts) for r in profile.records]
+        return [_Row(r.name, r.type, r.input_shapes, r.output_shapes, r.counts) for r in records]
     own: dict[tuple[str, str], list[Record]] = {}
-    for r in profile.records:
+    for r in records:
         key = _ancestor(r.name, depth)
         # a record at or above the fold depth stays its own row (per type: a module's own
         # functional calls are not mixed with its children)
         own.setdefault((key, r.type) if key == r.name else (key, ""), []).append(r)
     out = []
-    for (key, kind), records in own.items():
-        work = sum((r.counts for r in records), ZERO)
+    for (key, kind), group in own.items():
+        work = sum((r.counts for r in group), ZERO)
         if kind:
-            first = records[0]
+            first = group[0]
             out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work))
         else:
             inputs, outputs = profile.module_shapes(key)
@@ -89,21 +93,24 @@ def _check_count(value: Optional[int], what: str, minimum: int) -> None:
 _HEADERS = ("module", "type", "input shape", "output shape", "params", "MACs", "FLOPs",
             "backward FLOPs", "comparisons", "share")
 _BACKWARD = _HEADERS.index("backward FLOPs")
+_ELEMENTWISE = _HEADERS.index("comparisons") + 1
 
 
 def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple",
-          top: Optional[int] = None, backward: bool = True) -> str:
+          top: Optional[int] = None, backward: bool = True, elementwise: bool = False) -> str:
     """A per-module table in human units; its rows add up to the total row.
 
-    ``backward=False`` leaves out the backward FLOPs column (inference-only reports).
+    ``backward=False`` leaves out the backward FLOPs column (inference-only reports);
+    ``elementwise=True`` adds an elementwise FLOPs column, and rows for functional elementwise calls.
     """
     tab_fmt = _check_fmt(fmt)
-    if not isinstance(backward, bool):
-        raise TypeError(f"backward must be True or False, got {backward!r}")
+    for flag, value in (("backward", backward), ("elementwise", elementwise)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
     _check_count(depth, "depth", 0)
     _check_count(top, "top", 1)
     total = profile.total
-    body = rows(profile, depth)
+    body = rows(profile, depth, elementwise)
     rest: list[_Row] = []
     if top is not None and len(body) > top:
         ranked = sorted(body, key=lambda r: (r.counts.macs, r.counts.comparisons), reverse=True)
@@ -111,10 +118,15 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         rest = [r for r in body if id(r) not in kept]
         body = [r for r in body if id(r) in kept]
 
+    def columns(cells: list[str], elementwise_cell: str) -> list[str]:
+        if elementwise:
+            cells = cells[:_ELEMENTWISE] + [elementwise_cell] + cells[_ELEMENTWISE:]
+        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+
     def line(name: str, kind: str, inputs: str, outputs: str, c: Counts) -> list[str]:
         cells = [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
                  human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
-        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+        return columns(cells, human(c.elementwise_flops))
 
     out = [line(r.name or "(model)", r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes),
                 r.counts) for r in body]
@@ -123,7 +135,7 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         out.append(line(f"({len(rest)} more rows)", "", "", "", other))
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
-    headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
+    headers = columns(list(_HEADERS), "elementwise FLOPs")
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
         out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
@@ -167,6 +179,7 @@ def to_dict(profile: ProfileData) -> dict[str, Any]:
         "torchflops": __version__,
         **profile.meta,
         "records": [_record_dict(r) for r in profile.records],
+        "elementwise_records": [_record_dict(r) for r in profile.elementwise_records],
         "total": profile.total.as_dict(),
         "unsupported": dict(profile.unsupported),
     }
@@ -193,10 +206,11 @@ class Profile(ProfileData):
     """What a model costs: ``records``, ``total``, ``module(name)``, ``unsupported`` and their views."""
 
     def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None,
-              backward: bool = True) -> str:
+              backward: bool = True, elementwise: bool = False) -> str:
         """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows,
-        ``backward=False`` leaves out the backward FLOPs column."""
-        return table(self, depth=depth, fmt=fmt, top=top, backward=backward)
+        ``backward=False`` leaves out the backward FLOPs column, ``elementwise=True`` adds the
+        elementwise FLOPs column (and rows for functional elementwise calls)."""
+        return table(self, depth=depth, fmt=fmt, top=top, backward=backward, elementwise=elementwise)
 
     def branches(self, name: str) -> str:
         """The direct children of module ``name`` with their MACs and share of the parent."""
