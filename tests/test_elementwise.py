@@ -101,3 +101,22 @@ def test_budgets_take_elementwise_flops():
         tf.assert_budget(prof, elementwise_flops=300)
     # contributions at depth 1: the model's own functional calls (192), norm (120), act (24)
     assert caught.value.overruns[0].contributors == (("(model)", 192), ("norm", 120), ("act", 24))
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_budget_marker_takes_elementwise_flops(pytester):
+    import torchflops._api  # noqa: F401  - keeps the registry in step across pytester's inner run
+    pytester.makepyfile(test_model="""
+import pytest
+from torch import nn
+
+@pytest.mark.flops_budget(elementwise_flops=20)
+def test_cost(flops):
+    flops(nn.Sequential(nn.ReLU()), input_size=(3, 8))   # 24 elements, 1 each
+""")
+    result = pytester.runpytest("--strict-markers")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*elementwise_flops: 24 (24) > limit 20 (20), 20.00% over*",
+                                 "*elementwise_flops 24 / 20 OVER*"])
