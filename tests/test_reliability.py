@@ -40,15 +40,16 @@ def test_compiled_model_counts_the_original_module():
             pass
 
 
-def test_scripted_and_traced_submodules_are_reported_not_silent():
+def test_scripted_and_traced_submodules_are_counted_through_their_aten_operations():
+    # Conv2d(3->4, k3) on 8x8: 4x6x6 = 144 outputs x 27 products = 3,888 MACs; Linear 144->2: 288
     scripted = nn.Sequential(torch.jit.script(nn.Conv2d(3, 4, 3)), nn.Flatten(), nn.Linear(144, 2))
-    with pytest.warns(tf.UnsupportedWarning, match="TorchScript"):
-        prof = tf.count(scripted, input_size=(1, 3, 8, 8))
-    assert prof.unsupported == {"Conv2d (TorchScript)": 1}
-    assert prof.total.macs == 144 * 2           # only the Linear layer is counted
+    for device in ("meta", "cpu"):
+        prof = tf.count(scripted, input_size=(1, 3, 8, 8), device=device, strict=True)
+        assert prof.total.macs == 3888 + 288
+        assert [(r.name, r.type) for r in prof.records] == [("0", "aten::convolution"), ("1", "Flatten"),
+                                                            ("2", "Linear")]
     traced = nn.Sequential(torch.jit.trace(nn.Conv2d(3, 4, 3), torch.zeros(1, 3, 8, 8)))
-    with pytest.raises(tf.UnsupportedError, match="TorchScript"):
-        tf.count(traced, input_size=(1, 3, 8, 8), strict=True)
+    assert tf.count(traced, input_size=(1, 3, 8, 8), strict=True).total.macs == 3888
     with pytest.raises(TypeError, match="TorchScript"):
         tf.count(torch.jit.script(_conv()), input_size=(1, 3, 8, 8))
 

@@ -45,6 +45,8 @@ _EXPORTS = {
     "PackedInfo": "_call",
     "assert_budget": "_budget",
     "BudgetExceeded": "_budget",
+    "generation": "_generation",
+    "Generation": "_generation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -55,7 +57,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'torchflops' has no attribute {name!r}")
     module = importlib.import_module(f".{module_name}", __name__)
-    if module_name in ("_api", "_render", "_registry"):
+    if module_name in ("_api", "_render", "_registry", "_generation"):
         importlib.import_module("._formulas", __name__)   # registers the built-in formulas
     value = getattr(module, name)
     globals()[name] = value
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._call import Call, PackedInfo, TensorInfo
     from ._compare import compare, compare_plot
     from ._counts import Counts
+    from ._generation import Generation, generation
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register
     from ._render import Profile

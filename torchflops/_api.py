@@ -16,7 +16,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.utils._pytree import tree_map_only
 
-from ._capture import Session
+from ._capture import NESTED, Session
+from ._shortcuts import iter_tensors
 from ._registry import Resolver, validate_overrides
 from ._render import Profile
 
@@ -107,6 +108,12 @@ def _check_parameters(modules: list[tuple[str, nn.Module]], device: torch.device
                 if device.type != "meta" and tensor.is_meta:
                     raise ValueError(f"device={str(device)!r} runs real tensors, but {name} is on the meta "
                                      "device; use device='meta' (the default) for a model built without storage")
+
+
+def _check_not_nested(inputs: Any) -> None:
+    for tensor in iter_tensors(inputs):
+        if tensor.is_nested:
+            raise ValueError(NESTED)
 
 
 def _needs_no_inputs(model: nn.Module) -> bool:
@@ -205,7 +212,11 @@ def _refill(contents: _Contents) -> None:
 def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake)."""
     out = torch.empty_strided(tuple(tensor.shape), tuple(tensor.stride()), dtype=tensor.dtype, device=device)
-    return out.requires_grad_(tensor.requires_grad) if out.is_floating_point() or out.is_complex() else out
+    if not (out.is_floating_point() or out.is_complex()):
+        return out
+    out.requires_grad_(tensor.requires_grad)
+    # an input computed from a leaf is no leaf itself, so in-place operations on it stay legal
+    return out.clone() if tensor.requires_grad and not tensor.is_leaf else out
 
 
 def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool) -> dict[int, torch.Tensor]:
@@ -366,6 +377,7 @@ def count(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
     if not inputs and sizes is None and not kwargs and not _needs_no_inputs(model):
         raise ValueError(f"{type(model).__name__}.forward takes inputs: pass example tensors or "
                          "input_size=(...)")
+    _check_not_nested((inputs, kwargs))
     resolver = Resolver(validate_overrides(formulas))
     modules = list(model.named_modules())
     _check_parameters(modules, device)

@@ -1,13 +1,15 @@
-"""Capture: hooks and a function mode that record what each call saw, and nothing else.
+"""Capture: hooks, a function mode and a dispatch recorder that record what each call saw.
 
 A ``Session`` installs a global forward pre-hook and an always-called global forward hook that
-see the calls of the model's modules in the session's thread, and pushes a ``TorchFunctionMode``
-for the functional calls made outside modules that have a formula (the mode is taken off the
-stack inside those); calls of ``UNCOUNTED_FUNCTIONS`` that no formula counts are kept too, as
-unsupported work, and calls that are neither counted nor known to be free are noted on the module
-that made them. Each call is reduced to shapes and needs-grad flags (``_call.Call``) and kept as a
-``RawCall``; every module call also leaves a ``Span`` (its shapes and which raw calls it made).
-Formulas are applied later, by the profile.
+see the calls of the model's modules in the session's thread, pushes a ``TorchFunctionMode`` for
+the functional calls made outside modules that have a formula (the mode is taken off the stack
+inside those), and pushes a ``TorchDispatchMode`` (``_dispatch.OpRecorder``) that sees every ATen
+operation. Functions with a formula are recorded at the function level; an ATen operation that runs outside every such record and every claimed
+module (an exported graph, TorchScript, a custom op, a direct ``torch.ops`` call) is recorded at
+the dispatch level, counted by an ATen formula or reported by its name. Each call is reduced to
+shapes and needs-grad flags (``_call.Call``) and kept as a ``RawCall`` with the bytes its ATen
+operations moved; every module call also leaves a ``Span`` (its shapes, bytes and which raw calls
+it made). Formulas are applied later, by the profile.
 
 While the mode is active ``has_torch_function`` is true for every tensor, so a module without a
 formula such as ``nn.TransformerEncoderLayer`` does not take its fused inference path during a
@@ -18,7 +20,8 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Optional
 
 import torch
@@ -28,24 +31,30 @@ from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
 from ._checks import check_function, check_module
-from ._known import UNCOUNTED_FUNCTIONS, is_free
+from ._dispatch import OpRecorder, kernel_bytes, op_name
+from ._known import op_is_costly
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 
-__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX"]
+__all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "NESTED"]
 
 NOTE_PREFIX = "torchflops:"
+NESTED = ("torchflops counts dense shapes, and a nested (jagged) tensor's lengths are in its data: "
+          "count one padded batch, or each sequence's shape on its own, and add them")
 
 
 @dataclass(frozen=True, slots=True)
 class RawCall:
-    """One counted call: a module with a formula, or a functional call outside such modules."""
+    """One counted call: a module with a formula, a functional call outside such modules, or an
+    ATen operation outside every function-level record."""
 
     name: str                       # the module's qualified name (for a function: the enclosing module's)
-    type: str                       # class name, or function name
+    type: str                       # class name, function name, or ATen name (``aten.mm``)
     module: Optional[nn.Module]     # None for a functional call
-    formula: Optional[Formula]      # None: a costly function nothing counts (unsupported)
+    formula: Optional[Formula]      # None: costly work nothing counts (unsupported)
     call: Call
+    read: int = 0                   # bytes its ATen operations read and wrote
+    written: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +67,9 @@ class Span:
     start: int                      # index of its first raw call
     end: int                        # one past its last raw call
     claimed: bool                   # the module has a formula (its raw call is ``end - 1``)
-    # its own calls torchflops neither counts nor knows free: function name -> number of calls
-    unknown: dict[str, int] = field(default_factory=dict)
+    depth: int                      # 0 for a call of the model itself, or of an outermost module
+    read: int                       # bytes every ATen operation inside it read and wrote
+    written: int
 
 
 class _GradTracker:
@@ -69,7 +79,8 @@ class _GradTracker:
     function mode propagates it: a floating result needs a gradient when any tensor argument does.
     """
 
-    _NON_DIFFERENTIABLE = {torch.Tensor.detach, torch.detach, torch.Tensor.detach_}
+    _NON_DIFFERENTIABLE = {torch.Tensor.detach, torch.detach, torch.Tensor.detach_,
+                           torch.ops.aten.detach.default}
 
     def __init__(self) -> None:
         self._refs: dict[int, weakref.ref] = {}
@@ -109,6 +120,8 @@ def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool],
              parameter: Callable[[torch.Tensor], bool]) -> Any:
     """Replace tensors by ``TensorInfo`` (packed sequences by ``PackedInfo``), keeping structure."""
     if isinstance(value, torch.Tensor):
+        if value.is_nested:
+            raise ValueError(NESTED)
         return TensorInfo(tuple(value.shape), needs_grad(value), parameter(value))
     if isinstance(value, PackedSequence):
         return PackedInfo(describe(value.data, needs_grad, parameter),
@@ -139,10 +152,18 @@ class _FunctionMode(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         check_function(func, args)
-        out = shortcut(func, args, kwargs)
-        if out is None:
-            out = func(*args, **kwargs)
-        self._session.on_function(func, args, kwargs, out)
+        session = self._session
+        entry = session.function_entry(func)
+        try:
+            out = shortcut(func, args, kwargs)
+            if out is None:
+                out = func(*args, **kwargs)
+            elif session.inside():
+                session.add_moved(*kernel_bytes(args, kwargs, out))
+        finally:
+            if entry is not None:
+                session.covered -= 1
+        session.on_function(func, args, kwargs, out, entry)
         return out
 
 
@@ -163,12 +184,20 @@ class Session:
         self.spans: list[Span] = []
         self._thread = threading.get_ident()
         self._known: dict[int, tuple[str, Optional[Formula]]] = {}
-        self._stack: list[tuple[nn.Module, str, int, Optional[BaseException]]] = []
-        self._unknown: dict[int, dict[str, int]] = {}   # stack depth -> unknown calls by name
+        # (module, name, first raw call, exception in flight at entry, bytes read, bytes written)
+        self._stack: list[tuple[nn.Module, str, int, Optional[BaseException], int, int]] = []
         self._claim = 0              # > 0 while inside a module that has a formula
+        self.covered = 0             # > 0 while inside a function-level record
+        self.read = 0                # bytes read and written by every ATen operation inside the model
+        self.written = 0
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
+        self._recorder: Optional[OpRecorder] = None
         self._tracker = _GradTracker()
+        self._graphs = _graph_names(self._modules)
+        # (parent id, child id) -> the child's attribute name: a call is named by its caller's
+        # path (fvcore's caller mode), so a module shared by two parents has a name under each
+        self._children: dict[tuple[int, int], str] = {}
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
@@ -176,33 +205,49 @@ class Session:
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
         for name, module in self._modules:
-            # TorchScript runs its insides out of Python's sight: one call without a formula
+            # TorchScript runs its insides out of Python's sight: its ATen operations are counted
             scripted = isinstance(module, torch.jit.ScriptModule)
             self._known[id(module)] = (name, None if scripted else self.resolver.for_module(module))
+            for key, child in module._modules.items():
+                if child is not None:
+                    self._children.setdefault((id(module), id(child)), key)
         try:
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
             self._handles.append(nn.modules.module.register_module_forward_hook(
                 self._post, with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
+            self._recorder = OpRecorder(self)
+            self._recorder.__enter__()
         except BaseException:
+            self._exit_modes(None, None, None)
             self._remove_hooks()
             raise
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
         try:
-            self._resume_mode()
-            if self._mode is not None:
-                self._mode.__exit__(*exc_info)
+            self._exit_modes(*exc_info)
         finally:
-            self._mode = None
             self._remove_hooks()
             self._stack.clear()
-            self._unknown.clear()
             self._claim = 0
+            self.covered = 0
             self._parameters = None
             self._noted = None
+
+    def _exit_modes(self, *exc_info: Any) -> None:
+        try:
+            if self._recorder is not None:
+                self._recorder.__exit__(*exc_info)
+        finally:
+            self._recorder = None
+            try:
+                self._resume_mode()
+                if self._mode is not None:
+                    self._mode.__exit__(*exc_info)
+            finally:
+                self._mode = None
 
     def _remove_hooks(self) -> None:
         for handle in self._handles:
@@ -214,9 +259,15 @@ class Session:
         known = self._known.get(id(module))
         if known is None or threading.get_ident() != self._thread:
             return
+        name = known[0]
         if not self._stack:
             self._parameters = None     # looked up again, lazily, for each outermost call
-        self._stack.append((module, known[0], len(self.raw), sys.exc_info()[1]))
+        else:
+            parent, parent_name = self._stack[-1][:2]
+            key = self._children.get((id(parent), id(module)))
+            if key is not None:
+                name = f"{parent_name}.{key}" if parent_name else key
+        self._stack.append((module, name, len(self.raw), sys.exc_info()[1], self.read, self.written))
         check_module(module, args)      # on the stack already, so its error is noted on it
         if self._claim:
             self._claim += 1
@@ -244,9 +295,9 @@ class Session:
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
         kwargs, output = rest if len(rest) == 2 else (_failed_call_kwargs(), rest[0])
-        name, formula = self._known[id(module)]
-        _, _, start, ambient = self._stack.pop()
-        unknown = self._unknown.pop(len(self._stack), None)
+        formula = self._known[id(module)][1]
+        _, name, start, ambient, read, written = self._stack.pop()
+        read, written = self.read - read, self.written - written
         error = sys.exc_info()[1]
         failed = error is not None and error is not ambient
         if failed:
@@ -266,8 +317,9 @@ class Session:
             # module formulas read their weights from the module: no parameter look-ups here
             call = self._describe(args, kwargs, output, _not_parameter)
         if claimed:
-            self.raw.append(RawCall(name, type(module).__name__, module, formula, call))
-        self.spans.append(Span(name, module, call, start, len(self.raw), claimed, unknown or {}))
+            self.raw.append(RawCall(name, type(module).__name__, module, formula, call, read, written))
+        self.spans.append(Span(name, module, call, start, len(self.raw), claimed, len(self._stack),
+                               read, written))
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Say once, on the innermost module, where the user's forward raised and on what shapes."""
@@ -282,23 +334,58 @@ class Session:
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}) called with {shapes}")
 
     # -- functional calls -----------------------------------------------------------------------
-    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
-        if threading.get_ident() != self._thread:
+    def function_entry(self, func: Callable) -> Optional[tuple[Formula, int, int]]:
+        """Before a function runs: its formula and the byte counters when the call is counted
+        here (a function with a formula, in the model's own forward); None when the dispatch
+        recorder decides (what the function runs is counted, reported or free by its ATen ops)."""
+        # only work of the model's own forward: not inside a claimed module, not outside the model
+        if self._claim or not self._stack or threading.get_ident() != self._thread:
+            return None
+        formula = self.resolver.for_function(func)
+        if formula is None:
+            return None
+        self.covered += 1
+        return formula, self.read, self.written
+
+    def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any,
+                    entry: Optional[tuple[Optional[Formula], int, int]]) -> None:
+        if not torch.is_grad_enabled() and threading.get_ident() == self._thread:
+            self._tracker.propagate(func, args, kwargs, out)
+        if entry is None:
             return
+        formula, read, written = entry
+        self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
+                                self._describe(args, kwargs, out, self._is_parameter),
+                                self.read - read, self.written - written))
+
+    # -- ATen operations --------------------------------------------------------------------------
+    def inside(self) -> bool:
+        """Whether an operation now runs inside the model (the recorder is this thread's)."""
+        return bool(self._stack)
+
+    def add_moved(self, read: int, written: int) -> None:
+        self.read += read
+        self.written += written
+
+    def on_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any,
+              read: int, written: int) -> None:
+        self.read += read
+        self.written += written
         if not torch.is_grad_enabled():
             self._tracker.propagate(func, args, kwargs, out)
-        # only work of the model's own forward: not inside a claimed module, not outside the model
-        if self._claim or not self._stack:
+        if self.covered or self._claim:
             return
-        formula = self.resolver.for_function(func)
-        if formula is None and func not in UNCOUNTED_FUNCTIONS:
-            if not is_free(func):
-                calls = self._unknown.setdefault(len(self._stack) - 1, {})
-                name = _function_name(func)
-                calls[name] = calls.get(name, 0) + 1
+        formula, takes_module = self.resolver.for_op(func)
+        if formula is None and not op_is_costly(func):
             return
-        self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
-                                self._describe(args, kwargs, out, self._is_parameter)))
+        module, name = self._stack[-1][:2]
+        if takes_module:
+            formula = partial(formula, module)
+        if self._graphs:
+            name = _graph_node_name(self._graphs) or name
+        with _OWN_CODE():
+            call = self._describe(args, kwargs, out, self._is_parameter)
+        self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written))
 
     def _describe(self, args: tuple, kwargs: dict, output: Any,
                   parameter: Callable[[torch.Tensor], bool]) -> Call:
@@ -319,6 +406,41 @@ def _failed_call_kwargs() -> dict:
     frame = sys._getframe(2)
     kwargs = frame.f_locals.get("kwargs") if frame.f_code.co_name == "_call_impl" else None
     return kwargs if isinstance(kwargs, dict) else {}
+
+
+# -- FX and exported graphs ---------------------------------------------------------------------------
+# A graph module's generated forward -> (its first line, line -> node index, the qualified module
+# name of each node's innermost ``nn_module_stack`` entry, or None)
+_GraphNames = dict[Any, tuple[int, dict[int, Optional[int]], list[Optional[str]]]]
+
+
+def _graph_names(modules: list[tuple[str, nn.Module]]) -> _GraphNames:
+    """Where the graph modules of the model keep the module paths of their nodes."""
+    found: _GraphNames = {}
+    for prefix, module in modules:
+        if not isinstance(module, torch.fx.GraphModule) or not getattr(module, "_lineno_map", None):
+            continue
+        names: list[Optional[str]] = []
+        for node in module.graph.nodes:
+            stack = node.meta.get("nn_module_stack")
+            path = next(reversed(stack.values()))[0] if stack else None
+            names.append(".".join(p for p in (prefix, path) if p) if path is not None else None)
+        code = type(module).forward.__code__
+        found[code] = (code.co_firstlineno, module._lineno_map, names)
+    return found
+
+
+def _graph_node_name(graphs: _GraphNames) -> Optional[str]:
+    """The module path of the graph node running now, read off the generated forward's frame."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        graph = graphs.get(frame.f_code)
+        if graph is not None:
+            first, lines, names = graph
+            index = lines.get(frame.f_lineno - first)
+            return names[index] if index is not None and index < len(names) else None
+        frame = frame.f_back
+    return None
 
 
 def _shape_text(tensor: torch.Tensor) -> str:

@@ -16,6 +16,8 @@ import sys
 import warnings
 from typing import Any, Callable, Optional, Sequence
 
+from . import _hub
+
 __all__ = ["main"]
 
 FORMATS = ("table", "markdown", "json", "csv")
@@ -48,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
                     "max-pool comparisons, parameters. One shape-only pass by default.")
     parser.add_argument("model", nargs="?",
                         help="a torchvision model name (googlenet), package.module:callable, "
-                             "or path/to/file.py:callable")
+                             "path/to/file.py:callable, or hf:PATH_OR_ID (a Hugging Face config)")
     parser.add_argument("--list", action="store_true", help="list the torchvision model names and exit")
     parser.add_argument("--input-size", action="append", metavar="SHAPE",
                         help="comma-separated input shape such as 1,3,224,224; repeat for several inputs "
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="print the per-branch breakdown of module NAME instead of the table")
     parser.add_argument("--output", metavar="PATH", default=None, help="write the report to PATH")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    _hub.add_arguments(parser)
     return parser
 
 
@@ -248,6 +251,11 @@ def _run(args: argparse.Namespace) -> str:
     _count_option(args.top, "--top", 1)
     if args.branches is not None and args.format != "table":
         raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
+    if args.model.startswith(_hub.PREFIX):
+        try:
+            return _hub.report(args, _report)
+        except _hub.HubError as error:
+            raise UsageError(str(error)) from error
     model = _model(args.model, kwargs, args.device)
     sizes = sizes or _default_sizes(args.model)
     try:

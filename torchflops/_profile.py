@@ -6,7 +6,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
-import torch
 from torch import nn
 
 from ._call import Call
@@ -42,6 +41,7 @@ def _record(raw: RawCall) -> Record:
     call = raw.call
     inputs = call.input_tensors()
     counts = raw.formula(raw.module, call) if raw.module is not None else raw.formula(call)
+    counts = counts.replace(bytes_read=raw.read, bytes_written=raw.written)
     if raw.module is not None:
         counts = counts.replace(params=_numel(raw.module.parameters()))
     # a nominal count names its convention in the record's type (``fft_rfft (2.5 N log2 N)``)
@@ -57,10 +57,6 @@ def _numel(parameters: Iterable[nn.Parameter]) -> int:
     return sum(p.numel() for p in parameters)
 
 
-def _inside(name: str, prefix: str) -> bool:
-    return not prefix or name == prefix or name.startswith(prefix + ".")
-
-
 class ProfileData:
     """What a model costs: one ``Record`` per counted call, totals and subtree queries.
 
@@ -72,6 +68,7 @@ class ProfileData:
                  modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
+        self._aliases: Optional[dict[str, nn.Module]] = None     # every name of every module
         self.meta: dict[str, Any] = dict(meta or {})
         self._load(raw, spans)
 
@@ -84,18 +81,22 @@ class ProfileData:
         apart = {id(c) for c, r in zip(counted, raw) if c is not None and getattr(r.formula, "elementwise", False)}
         self.records: list[Record] = [r for r in self._ordered if id(r) not in apart]
         self.elementwise_records: list[Record] = [r for r in self._ordered if id(r) in apart]
+        self._counted = counted
         self._calls: dict[str, Call] = {}
+        self._spans: dict[int, list[Span]] = {}        # module id -> its calls
         for span in spans:          # spans come innermost first; keep each module's first call
             self._calls.setdefault(span.name, span.call)
-        self.unsupported: dict[str, int]
-        self.unsupported, self._unknown_calls, unknown = _unsupported(spans, counted)
-        self._unknown_functions = set(unknown)
-        for name, n in unknown.items():
-            self.unsupported[name] = self.unsupported.get(name, 0) + n
-        uncounted = [r.type for r in raw if r.formula is None]
-        self._unsupported_functions = set(uncounted)
-        for name in uncounted:
-            self.unsupported[name] = self.unsupported.get(name, 0) + 1
+            self._spans.setdefault(id(span.module), []).append(span)
+        self._moved_total = (sum(s.read for s in spans if s.depth == 0),
+                             sum(s.written for s in spans if s.depth == 0))
+        self.unsupported: dict[str, int] = {}
+        self._unsupported_in: dict[str, list[str]] = {}     # where each was called
+        for r in raw:
+            if r.formula is None:
+                self.unsupported[r.type] = self.unsupported.get(r.type, 0) + 1
+                places = self._unsupported_in.setdefault(r.type, [])
+                if r.name not in places:
+                    places.append(r.name)
         self._total: Optional[Counts] = None
 
     # -- totals ---------------------------------------------------------------------------------
@@ -104,21 +105,49 @@ class ProfileData:
         """Everything counted; ``params`` are the model's unique parameters."""
         if self._total is None:
             work = sum((r.counts for r in self._ordered), ZERO)
-            self._total = work.replace(params=_numel(self._model.parameters()))
+            read, written = self._moved_total
+            self._total = work.replace(params=_numel(self._model.parameters()),
+                                       bytes_read=read, bytes_written=written)
         return self._total
 
     def module(self, name: str) -> Counts:
-        """Counts of the subtree at qualified ``name`` (``""`` is the whole model)."""
+        """Counts of every call of the module at qualified ``name`` (``""`` is the whole model):
+        the work done inside those calls, whoever made them. A module shared by several parents
+        answers under each of its names with all its calls; each parent is credited with the
+        calls made inside its own (fvcore's caller mode)."""
         if not isinstance(name, str):
             raise TypeError(f"module() takes a qualified module name (str), got {type(name).__name__}")
         if name == "":
             return self.total
-        if name not in self._modules:
-            close = difflib.get_close_matches(name, list(self._modules), n=5)
+        module = self._named(name)
+        spans = self._spans.get(id(module), [])
+        inside: set[int] = set()
+        for span in spans:
+            inside.update(range(span.start, span.end))
+        # calls named by path without a call of the module around them (a graph module's nodes)
+        prefix = name + "."
+        inside.update(i for i, r in enumerate(self._counted)
+                      if r is not None and (r.name == name or r.name.startswith(prefix)))
+        work = sum((self._counted[i].counts for i in sorted(inside) if self._counted[i] is not None), ZERO)
+        outermost = [s for s in spans if not any(o is not s and o.start <= s.start and s.end <= o.end
+                                                 and o.depth < s.depth for o in spans)]
+        return work.replace(params=_numel(module.parameters()),
+                            bytes_read=sum(s.read for s in outermost),
+                            bytes_written=sum(s.written for s in outermost))
+
+    def _named(self, name: str) -> nn.Module:
+        """The module at a qualified name, under any of its names."""
+        found = self._modules.get(name)
+        if found is not None:
+            return found
+        if self._aliases is None:
+            self._aliases = dict(self._model.named_modules(remove_duplicate=False))
+        found = self._aliases.get(name)
+        if found is None:
+            close = difflib.get_close_matches(name, list(self._aliases), n=5)
             hint = f"; close matches: {', '.join(close)}" if close else ""
             raise KeyError(f"no module named {name!r} in {type(self._model).__name__}{hint}")
-        work = sum((r.counts for r in self._ordered if _inside(r.name, name)), ZERO)
-        return work.replace(params=_numel(self._modules[name].parameters()))
+        return found
 
     # -- structure used by the renderers ----------------------------------------------------------
     @property
@@ -126,8 +155,17 @@ class ProfileData:
         return type(self._model).__name__
 
     def module_type(self, name: str) -> str:
-        module = self._modules.get(name)
-        return type(module).__name__ if module is not None else ""
+        if name == "":
+            return self.model_name
+        try:
+            return type(self._named(name)).__name__
+        except KeyError:
+            return ""
+
+    def own_params(self, name: str) -> int:
+        """Parameters module ``name`` holds itself, not through its children."""
+        module = self._named(name) if name else self._model
+        return _numel(module.parameters(recurse=False))
 
     def module_shapes(self, name: str) -> tuple[tuple[Shape, ...], tuple[Shape, ...]]:
         """Input and output shapes of the first call of module ``name`` (empty if never called)."""
@@ -139,7 +177,7 @@ class ProfileData:
     def children(self, name: str) -> list[str]:
         """Qualified names of the direct children of module ``name``, in registration order."""
         self.module(name)   # validates the name
-        module = self._modules[name] if name else self._model
+        module = self._named(name) if name else self._model
         prefix = f"{name}." if name else ""
         return [prefix + child for child, _ in module.named_children()]
 
@@ -157,67 +195,9 @@ class ProfileData:
         if strict:
             raise UnsupportedError(f"torchflops cannot count: {listed} (strict=True)")
         for name, n in self.unsupported.items():
-            if name in self._unsupported_functions:
-                what = "is a function with compute cost but no formula"
-            elif name in self._unknown_functions:
-                what = "is a call torchflops neither counts nor knows to cost nothing"
-            elif self._unknown_calls.get(name):
-                what = (f"has parameters, no formula, and calls torchflops cannot count "
-                        f"({', '.join(sorted(self._unknown_calls[name]))})")
-            else:
-                what = "runs as TorchScript, out of torchflops' sight"
+            key = repr(name) if "::" in name else name      # an operator is named by its string
+            places = ", ".join(repr(p) if p else "the model's own forward" for p in self._unsupported_in[name])
             warnings.warn(
-                f"torchflops: {name} {what}; its {n} call(s) were not counted. "
-                f"Pass formulas={{{name}: fn}} or register one.", UnsupportedWarning, stacklevel=3)
-
-
-def _unsupported(spans: list[Span], counted: list[Optional[Record]]
-                 ) -> tuple[dict[str, int], dict[str, set[str]], dict[str, int]]:
-    """What was seen and not counted: modules (calls per kind, and the names of the unknown calls
-    per kind), and the unknown calls made anywhere else (calls per function name).
-
-    A module is reported when it has its own parameters and no formula, its call produced no
-    counted work, and it made calls torchflops cannot count (or ran as TorchScript, out of
-    sight). Its unknown calls are reported with it; those of any other module (one that did
-    counted work too, or has no parameters) are reported by function name.
-    ``counted`` is aligned with the raw calls the spans index (None: an uncounted function).
-    """
-    found: dict[str, int] = {}
-    calls: dict[str, set[str]] = {}
-    functions: dict[str, int] = {}
-    for span in spans:
-        if span.claimed:
-            continue
-        if _module_unsupported(span, counted):
-            kind = _kind(span.module)
-            found[kind] = found.get(kind, 0) + 1
-            calls.setdefault(kind, set()).update(span.unknown)
-            continue
-        for name, n in span.unknown.items():
-            functions[name] = functions.get(name, 0) + n
-    return found, calls, functions
-
-
-def _module_unsupported(span: Span, counted: list[Optional[Record]]) -> bool:
-    if not _has_own_parameters(span.module):
-        return False
-    if any(r is not None and _does_work(r.counts) for r in counted[span.start:span.end]):
-        return False
-    # everything its own forward did is known to cost nothing we count, unless out of sight
-    return bool(span.unknown) or isinstance(span.module, torch.jit.ScriptModule)
-
-
-def _kind(module: nn.Module) -> str:
-    if isinstance(module, torch.jit.ScriptModule):
-        return f"{module.original_name} (TorchScript)"
-    return type(module).__name__
-
-
-def _has_own_parameters(module: nn.Module) -> bool:
-    # a TorchScript module's children are out of sight: its parameters are all its own
-    recurse = isinstance(module, torch.jit.ScriptModule)
-    return next(iter(module.parameters(recurse=recurse)), None) is not None
-
-
-def _does_work(counts: Counts) -> bool:
-    return bool(counts.macs or counts.comparisons)
+                f"torchflops: {name} has compute cost but no formula; its {n} call(s) (in {places}) "
+                f"were not counted. "
+                f"Pass formulas={{{key}: fn}} or register one.", UnsupportedWarning, stacklevel=3)

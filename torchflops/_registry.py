@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Optional
 
+import torch
 from torch import nn
 
 from ._counts import Counts
@@ -58,7 +59,14 @@ class Resolver:
     """
 
     def __init__(self, overrides: Optional[Mapping[object, Formula]] = None) -> None:
-        self._overrides = dict(overrides or {})
+        self._overrides: dict[object, Formula] = {}
+        self._op_overrides: dict[str, Formula] = {}     # "mylib::op" -> f(module, call)
+        for target, formula in (overrides or {}).items():
+            name = _op_name(target)
+            if name is None:
+                self._overrides[target] = formula
+            else:
+                self._op_overrides[name] = formula
         self._cache: dict[type, Optional[Formula]] = {}
 
     def for_module(self, module: nn.Module) -> Optional[Formula]:
@@ -78,6 +86,15 @@ class Resolver:
     def for_function(self, func: object) -> Optional[Formula]:
         return self._overrides.get(func) or REGISTRY.get(func)
 
+    def for_op(self, func: torch._ops.OpOverload) -> tuple[Optional[Formula], bool]:
+        """The formula for an ATen-level operation, and whether it takes the enclosing module
+        (a user's formula for an operator does: ``f(module, call)``; built-in ones ``f(call)``)."""
+        packet = func.overloadpacket
+        mine = self._op_overrides.get(packet._qualified_op_name)
+        if mine is not None:
+            return mine, True
+        return REGISTRY.get(packet), False
+
 
 def validate_overrides(formulas: object) -> dict[object, Formula]:
     """Check a user's ``formulas=`` mapping before anything runs."""
@@ -86,11 +103,25 @@ def validate_overrides(formulas: object) -> dict[object, Formula]:
     if not isinstance(formulas, Mapping):
         raise TypeError(f"formulas= takes a dict of module class -> formula, got {type(formulas).__name__}")
     for target, formula in formulas.items():
-        if not (isinstance(target, type) or callable(target)):
-            raise TypeError(f"formulas= keys are module classes or functions, got {target!r}")
+        if isinstance(target, str) and _op_name(target) is None:
+            raise TypeError(f"formulas= takes an operator by its qualified name such as 'mylib::op', "
+                            f"got {target!r}")
+        if not (isinstance(target, (type, str)) or callable(target)):
+            raise TypeError(f"formulas= keys are module classes, functions or operators, got {target!r}")
         if not callable(formula):
             raise TypeError(f"formulas[{_label(target)}] is {formula!r}, which is not callable")
     return dict(formulas)
+
+
+def _op_name(target: object) -> Optional[str]:
+    """``"mylib::op"`` for an operator named by string, ``torch.ops`` packet or overload."""
+    if isinstance(target, str):
+        return target if "::" in target and not target.startswith("::") else None
+    if isinstance(target, torch._ops.OpOverload):
+        target = target.overloadpacket
+    if isinstance(target, torch._ops.OpOverloadPacket):
+        return target._qualified_op_name
+    return None
 
 
 def _same_definition(a: Formula, b: Formula) -> bool:

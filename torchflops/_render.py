@@ -53,11 +53,24 @@ def _ancestor(name: str, depth: int) -> str:
 def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = False) -> list[_Row]:
     """One row per record, or with ``depth``, records below that depth folded into their ancestor.
 
-    ``elementwise=True`` takes the functional elementwise records too, in call order.
+    A row of a module's own functional call is named after the module, typed ``Module (function)``
+    and carries the module's own parameters (on its first such row); a row of several calls of
+    one module carries its parameters once. ``elementwise=True`` takes the functional elementwise
+    records too, in call order.
     """
     records = profile._ordered if elementwise else profile.records
     if depth is None:
-        return [_Row(r.name, r.type, r.input_shapes, r.output_shapes, r.counts) for r in records]
+        out, seen = [], set()
+        for r in records:
+            module_type = profile.module_type(r.name)
+            counts = r.counts
+            kind = r.type
+            if module_type and r.type != module_type:      # a functional call inside the module
+                kind = f"{module_type} ({r.type})"
+                counts = counts.replace(params=0 if r.name in seen else profile.own_params(r.name))
+                seen.add(r.name)
+            out.append(_Row(r.name, kind, r.input_shapes, r.output_shapes, counts))
+        return out
     own: dict[tuple[str, str], list[Record]] = {}
     for r in records:
         key = _ancestor(r.name, depth)
@@ -69,7 +82,12 @@ def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = 
         work = sum((r.counts for r in group), ZERO)
         if kind:
             first = group[0]
-            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work))
+            module_type = profile.module_type(key)
+            if kind == module_type:
+                params = profile.module(key).params
+            else:
+                kind, params = (f"{module_type} ({kind})" if module_type else kind), profile.own_params(key)
+            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work.replace(params=params)))
         else:
             inputs, outputs = profile.module_shapes(key)
             out.append(_Row(key, profile.module_type(key), inputs, outputs,
@@ -136,10 +154,13 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
     headers = columns(list(_HEADERS), "elementwise FLOPs")
+    listed = sum(r.counts.params for r in body + rest)
+    note = (f"\nparams: rows repeat the parameters of a module called more than once or shared "
+            f"({human(listed)} in all); the total counts each parameter once" if listed > total.params else "")
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
         out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
-    return tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True)
+    return tabulate(out, headers=headers, tablefmt=tab_fmt, disable_numparse=True) + note
 
 
 def branches(profile: ProfileData, name: str) -> str:

@@ -1,26 +1,22 @@
-"""Shape-only answers for calls whose cost is not counted and whose result is shaped like an input.
+"""Shape-only answers for recurrent kernels, whose results follow from their arguments' shapes.
 
-On the meta device PyTorch runs some kernels as Python meta functions: a ``batch_norm`` costs about
-0.5 ms (more than 80 % of a bare shape-only GoogLeNet pass), and ``lstm``/``gru``/``rnn_*`` are
-unrolled step by step (15 s for a 4-layer bidirectional LSTM over 512 steps). Their formulas need
-only shapes, and their output shapes follow from the arguments, so while every tensor argument is
-a meta tensor the function mode returns meta outputs of the right shapes instead of running them.
-Anything unusual (a shape that does not fit, a batch of one in training) runs the real kernel,
-so its error is the real one.
+On the meta device PyTorch unrolls ``lstm``/``gru``/``rnn_*`` step by step (15 s for a 4-layer
+bidirectional LSTM over 512 steps). Their formulas need only shapes, so while every tensor
+argument is a meta tensor the function mode returns meta outputs of the right shapes instead of
+running them; anything that does not fit runs the real kernel, so its error is the real one.
+Normalisation kernels, also slow on meta, are answered below autograd (``_dispatch``).
 """
 from __future__ import annotations
 
-from math import prod
 from typing import Any, Callable, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SHORTCUT_MODULES", "shortcut", "iter_tensors"]
 
 # Modules whose forward makes such a call: the function mode stays on inside them.
-SHORTCUT_MODULES = (nn.RNNBase, nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)
+SHORTCUT_MODULES = (nn.RNNBase,)
 
 _VF = torch._C._VariableFunctions
 
@@ -72,99 +68,12 @@ def _recurrent(with_cell: bool, args: tuple, kwargs: dict) -> Optional[tuple[tor
     return (_like(out, x.dtype, grad),) + tuple(_like(tuple(s.shape), s.dtype, grad) for s in states)
 
 
-# -- normalisation -----------------------------------------------------------------------------
-def _shaped_like(x: torch.Tensor, params: tuple[Optional[torch.Tensor], ...], broadcast: Callable) -> torch.Tensor:
-    """A meta tensor shaped like ``x`` that needs a gradient when ``x`` or a parameter does.
-
-    Not a leaf (``clone`` records a graph node), so an in-place activation after it is legal, and
-    both ``clone`` and ``expand`` are cheap on meta, unlike the arithmetic they stand in for.
-    """
-    if x.requires_grad or not torch.is_grad_enabled():
-        return x.clone()
-    trained = next((p for p in params if p is not None and p.requires_grad), None)
-    if trained is None:
-        return x.clone()
-    return broadcast(trained).expand(x.shape).to(x.dtype).clone()
-
-
-def _channels(x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda p: p.reshape((1, -1) + (1,) * (x.dim() - 2))
-
-
-def _all_meta(*values: Any) -> bool:
-    return all(t.is_meta for t in iter_tensors(values))
-
-
-def _channel_norm(args: tuple, kwargs: dict, training_index: int, training_name: str) -> Optional[torch.Tensor]:
-    """``batch_norm``/``instance_norm``: per-channel statistics and affine parameters."""
-    x = _arg(args, kwargs, 0, "input")
-    stats = (_arg(args, kwargs, 1, "running_mean"), _arg(args, kwargs, 2, "running_var"))
-    params = (_arg(args, kwargs, 3, "weight"), _arg(args, kwargs, 4, "bias"))
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not _all_meta(x, stats, params):
-        return None
-    channels = x.shape[1]
-    if any(t is not None and t.numel() != channels for t in stats + params):
-        return None
-    if _arg(args, kwargs, training_index, training_name) and x.numel() // channels <= 1:
-        return None   # the real call raises: one value per channel in training
-    return _shaped_like(x, params, _channels(x))
-
-
-def _batch_norm(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
-    return _channel_norm(args, kwargs, 5, "training")
-
-
-def _instance_norm(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
-    x = _arg(args, kwargs, 0, "input")
-    if not isinstance(x, torch.Tensor) or x.dim() < 3:
-        return None
-    return _channel_norm(args, kwargs, 5, "use_input_stats")
-
-
-def _trailing_norm(args: tuple, kwargs: dict, params: tuple[Optional[torch.Tensor], ...]) -> Optional[torch.Tensor]:
-    """``layer_norm``/``rms_norm``: statistics over the trailing ``normalized_shape`` dimensions."""
-    x, shape = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "normalized_shape")
-    if not isinstance(x, torch.Tensor) or not _all_meta(x, params):
-        return None
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    if not shape or tuple(x.shape[-len(shape):]) != shape or any(
-            p is not None and tuple(p.shape) != shape for p in params):
-        return None
-    return _shaped_like(x, params, lambda p: p)
-
-
-def _layer_norm(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
-    params = (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias"))
-    return _trailing_norm(args, kwargs, params)
-
-
-def _rms_norm(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
-    return _trailing_norm(args, kwargs, (_arg(args, kwargs, 2, "weight"),))
-
-
-def _group_norm(args: tuple, kwargs: dict) -> Optional[torch.Tensor]:
-    x, groups = _arg(args, kwargs, 0, "input"), _arg(args, kwargs, 1, "num_groups")
-    params = (_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias"))
-    if not isinstance(x, torch.Tensor) or x.dim() < 2 or not isinstance(groups, int) or not _all_meta(x, params):
-        return None
-    channels = x.shape[1]
-    if groups <= 0 or channels % groups or prod(x.shape) == 0 or any(
-            p is not None and p.numel() != channels for p in params):
-        return None
-    return _shaped_like(x, params, _channels(x))
-
-
 _SHORTCUTS: dict[Callable, Callable[[tuple, dict], Any]] = {
     # the padded and packed overloads share one builtin; the arguments tell them apart
     _VF.lstm: lambda args, kwargs: _recurrent(True, args, kwargs),
     _VF.gru: lambda args, kwargs: _recurrent(False, args, kwargs),
     _VF.rnn_tanh: lambda args, kwargs: _recurrent(False, args, kwargs),
     _VF.rnn_relu: lambda args, kwargs: _recurrent(False, args, kwargs),
-    F.batch_norm: _batch_norm,
-    F.instance_norm: _instance_norm,
-    F.layer_norm: _layer_norm,
-    F.group_norm: _group_norm,
-    F.rms_norm: _rms_norm,
 }
 
 
