@@ -342,6 +342,9 @@ PRODUCTS = {
     "einsum-three": (lambda a, b, c: torch.einsum("bij,bjk,kl->bil", a, b, c), [(2, 3, 4), (2, 4, 5), (5, 6)]),
     "einsum-sublist": (lambda a, b: torch.einsum(a, [0, 1, 2], b, [0, 2, 3], [0, 1, 3]), [(2, 3, 4), (2, 4, 5)]),
     "einsum-outer": (lambda a, b: torch.einsum("ij,kl->ijkl", a, b), [(2, 3), (4, 5)]),
+    # a contraction over a size-1 label sums nothing: torch runs a broadcast multiply
+    "einsum-size1": (lambda a, b: torch.einsum("bcxd,bcyd->bcxy", a, b), [(2, 3, 5, 1), (2, 3, 7, 1)]),
+    "einsum-size1-and-3": (lambda a, b: torch.einsum("bxde,byde->bxy", a, b), [(2, 5, 1, 3), (2, 7, 1, 3)]),
     "sdpa": (F.scaled_dot_product_attention, [(2, 3, 5, 8), (2, 3, 7, 8), (2, 3, 7, 4)]),
     "sdpa-causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
                     [(2, 3, 6, 8), (2, 3, 6, 8), (2, 3, 6, 4)]),

@@ -14,7 +14,8 @@ Counting conventions (fixed):
   backward would spend (2 per MAC) for the gradients it needs: none for an input that needs no
   gradient, none for frozen weights.
 - ``params``: parameters; a shared (tied) parameter counts once in totals.
-- Elementwise work (norms, activations, average pooling, softmax) is not counted.
+- ``elementwise_flops``: elementwise work (norms, activations, softmax, adds, average pooling,
+  upsampling) by the README's per-operation table; never part of ``flops``.
 
 The package imports its parts lazily, so ``import torchflops`` (and the pytest plugin) does not
 import torch until a name that needs it is used.

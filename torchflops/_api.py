@@ -164,6 +164,54 @@ def _restore(snapshot: _Snapshot) -> None:
                     current[key] = value
 
 
+# Containers held in attributes (a dict of cached tensors keyed by device type, a list of past
+# inputs) can be filled in place by the forward: their contents are kept and put back, so no
+# stand-in stays reachable from the model. ``nn.Module``'s own stores (parameters, buffers, children,
+# hook dictionaries) are left out: ``_restore`` handles the first two, and the walk over every
+# module's dozen stores would cost more than the pass.
+_Contents = list[tuple[Union[dict, list, set], Union[dict, list, set]]]
+_MODULE_STORES = frozenset(vars(nn.Module()))
+
+
+def _contents(modules: list[tuple[str, nn.Module]]) -> _Contents:
+    """Every dict, list and set reachable from the modules' attributes, with a copy of what it holds."""
+    found: _Contents = []
+    seen: set[int] = set()
+
+    def visit(value: Any) -> None:
+        if not isinstance(value, (dict, list, set)) or id(value) in seen:
+            return
+        seen.add(id(value))
+        found.append((value, value.copy()))
+        for item in (value.values() if isinstance(value, dict) else value):
+            visit(item)
+
+    for _, module in modules:
+        for key, value in vars(module).items():
+            if key not in _MODULE_STORES:
+                visit(value)
+    return found
+
+
+def _refill(contents: _Contents) -> None:
+    """Put back what each container held, in place, wherever the forward changed it."""
+    for container, saved in contents:
+        if isinstance(container, dict):
+            same = len(container) == len(saved) and all(
+                k is j and v is w for (k, v), (j, w) in zip(container.items(), saved.items()))
+        elif isinstance(container, list):
+            same = len(container) == len(saved) and all(map(operator.is_, container, saved))
+        else:
+            same = container == saved
+        if same:
+            continue
+        container.clear()
+        if isinstance(container, list):
+            container.extend(saved)
+        else:
+            container.update(saved)
+
+
 # -- stand-ins -------------------------------------------------------------------------------------
 def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake)."""
@@ -279,6 +327,7 @@ class _Pass:
             args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake)
             with _PASS_LOCK:
                 snapshot = _snapshot(self.modules)
+                contents = _contents(self.modules)
                 replacements = _replacements(snapshot, self.device, fake)
                 try:
                     _substitute(snapshot, replacements)
@@ -287,6 +336,7 @@ class _Pass:
                         model(*args, **kw)
                 finally:
                     _restore(snapshot)
+                    _refill(contents)
         meta = {"device": "fake" if fake else self.device.type,
                 "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
         return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules, moe=session.moe)

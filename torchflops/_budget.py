@@ -13,7 +13,7 @@ from ._render import human
 
 __all__ = ["BudgetExceeded", "Overrun", "assert_budget", "check_limits", "LIMITS"]
 
-LIMITS = ("macs", "flops", "backward_flops", "comparisons", "params")
+LIMITS = ("macs", "flops", "backward_flops", "comparisons", "params", "elementwise_flops")
 _TOP = 5
 
 Limit = Union[int, float]
@@ -107,7 +107,7 @@ def contributions(profile: ProfileData, field: str, depth: int = 1) -> list[tupl
             key = _group(name.rpartition(".")[0], depth)
             amounts[key] = amounts.get(key, 0) + parameter.numel()
     else:
-        for record in profile.records:
+        for record in profile._ordered:        # functional elementwise calls included
             key = _group(record.name, depth)
             amounts[key] = amounts.get(key, 0) + getattr(record.counts, field)
     return sorted(((k, v) for k, v in amounts.items() if v), key=lambda kv: kv[1], reverse=True)
@@ -131,6 +131,7 @@ def _overrun_text(overrun: Overrun, total: int, depth: int) -> str:
 def assert_budget(profile: ProfileData, *, macs: Optional[LimitLike] = None,
                   flops: Optional[LimitLike] = None, backward_flops: Optional[LimitLike] = None,
                   comparisons: Optional[LimitLike] = None, params: Optional[LimitLike] = None,
+                  elementwise_flops: Optional[LimitLike] = None,
                   depth: int = 1) -> None:
     """Raise ``BudgetExceeded`` if ``profile`` costs more than any limit given (at least one).
 
@@ -144,7 +145,8 @@ def assert_budget(profile: ProfileData, *, macs: Optional[LimitLike] = None,
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
     limits = check_limits({"macs": macs, "flops": flops, "backward_flops": backward_flops,
-                           "comparisons": comparisons, "params": params})
+                           "comparisons": comparisons, "params": params,
+                           "elementwise_flops": elementwise_flops})
     total = profile.total
     overruns = tuple(
         Overrun(name, getattr(total, name), limit, tuple(contributions(profile, name, depth)[:_TOP]))

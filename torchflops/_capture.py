@@ -33,6 +33,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from ._call import Call, PackedInfo, TensorInfo
+from ._checks import check_function, check_module
 from ._dispatch import OpRecorder, kernel_bytes, op_name
 from ._known import op_is_costly
 from ._moe import MoE, resolve
@@ -154,6 +155,7 @@ class _FunctionMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        check_function(func, args)
         session = self._session
         clock = session.clock
         start = clock() if clock is not None else None
@@ -305,6 +307,7 @@ class Session:
             if key is not None:
                 name = f"{parent_name}.{key}" if parent_name else key
         self._stack.append((module, name, len(self.raw), sys.exc_info()[1], self.read, self.written))
+        check_module(module, args)      # on the stack already, so its error is noted on it
         if self._claim:
             self._claim += 1
         elif known[1] is not None:
@@ -332,7 +335,7 @@ class Session:
         # (kwargs, output) normally; (output,) when the forward raised (torch drops kwargs then)
         if not self._stack or self._stack[-1][0] is not module or threading.get_ident() != self._thread:
             return
-        kwargs, output = rest if len(rest) == 2 else ({}, rest[0])
+        kwargs, output = rest if len(rest) == 2 else (_failed_call_kwargs(), rest[0])
         marks = self._span_marks() if self.clock is not None else None
         formula = self._known[id(module)][1]
         _, name, start, ambient, read, written = self._stack.pop()
@@ -375,7 +378,9 @@ class Session:
             return
         self._noted = error
         with _OWN_CODE():
-            shapes = ", ".join(_shape_text(t) for t in iter_tensors((args, kwargs)))
+            shapes = ", ".join([_shape_text(t) for t in iter_tensors(args)] + [
+                f"{key}={_shape_text(t)}" for key, value in kwargs.items() for t in iter_tensors(value)
+            ]) or "no tensors"
         where = f"module '{name}'" if name else "the model's own forward"
         # torch drops the keyword arguments of a call that raised: no shapes is not no inputs
         called = f" called with {shapes}" if shapes else ""
@@ -452,6 +457,14 @@ class Session:
             self._parameters = {id(p): p for p in self.model.parameters()}
         base = tensor._base if tensor._base is not None else tensor
         return isinstance(base, nn.Parameter) or self._parameters.get(id(base)) is base
+
+
+def _failed_call_kwargs() -> dict:
+    """The keyword arguments of a module call whose forward raised: torch calls the always-called
+    hook without them, from ``Module._call_impl``, whose frame still holds them."""
+    frame = sys._getframe(2)
+    kwargs = frame.f_locals.get("kwargs") if frame.f_code.co_name == "_call_impl" else None
+    return kwargs if isinstance(kwargs, dict) else {}
 
 
 # -- FX and exported graphs ---------------------------------------------------------------------------

@@ -44,7 +44,7 @@ class Counts:
     def __add__(self, other: Counts) -> Counts:
         if not isinstance(other, Counts):
             return NotImplemented
-        return Counts(**{name: getattr(self, name) + getattr(other, name) for name in _SUMMED})
+        return Counts(**{name: getattr(self, name) + getattr(other, name) for name in SUMMED})
 
     def __radd__(self, other: object) -> Counts:
         # sum() starts from 0
@@ -54,7 +54,7 @@ class Counts:
 
     def replace(self, **changes: int) -> Counts:
         """A copy with some fields changed (the derived ones follow)."""
-        values = {name: getattr(self, name) for name in _SUMMED}
+        values = {name: getattr(self, name) for name in SUMMED}
         values.update(changes)
         return Counts(**values)
 
@@ -63,7 +63,8 @@ class Counts:
         return {name: getattr(self, name) for name in FIELDS}
 
 
-_SUMMED = tuple(f.name for f in dataclasses.fields(Counts) if f.init)
+SUMMED = tuple(f.name for f in dataclasses.fields(Counts) if f.init)
+
 FIELDS = (
     "macs", "flops", "muls", "adds", "comparisons",
     "grad_input_flops", "grad_weight_flops", "backward_flops", "params",

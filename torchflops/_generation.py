@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from ._counts import Counts, _SUMMED
+from ._counts import Counts, SUMMED
 
 __all__ = ["Generation", "generation"]
 
@@ -61,15 +61,15 @@ class _Piece:
         offsets = (last - self.start) * (last - self.start + 1) // 2 \
             - (first - self.start - 1) * (first - self.start) // 2
         return Counts(**{name: n * getattr(self.at_start, name) + offsets * getattr(self.slope, name)
-                         for name in _SUMMED})
+                         for name in SUMMED})
 
 
 def _affine(base: Counts, slope: Counts, times: int) -> Counts:
-    return Counts(**{name: getattr(base, name) + times * getattr(slope, name) for name in _SUMMED})
+    return Counts(**{name: getattr(base, name) + times * getattr(slope, name) for name in SUMMED})
 
 
 def _difference(later: Counts, earlier: Counts) -> Counts:
-    return Counts(**{name: getattr(later, name) - getattr(earlier, name) for name in _SUMMED})
+    return Counts(**{name: getattr(later, name) - getattr(earlier, name) for name in SUMMED})
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ class Generation:
 
     def step_formula(self, field: str = "flops") -> str:
         """The closed form of ``step(c)`` for one field, piece by piece, as text."""
-        if field not in _SUMMED and field not in ("flops", "backward_flops"):
+        if field not in SUMMED and field not in ("flops", "backward_flops"):
             raise ValueError(f"unknown field {field!r}; expected one of {', '.join(Counts().as_dict())}")
         parts = []
         for index, piece in enumerate(self._pieces):
@@ -201,15 +201,16 @@ class _Pass(nn.Module):
         self.keyword = keyword
         self.extra = extra
         self.layers = layers
-        self.layouts = layouts
+        # a callable, not the list: count() puts back containers a forward fills in place
+        self.report = layouts.extend
 
     def forward(self, input_ids: torch.Tensor, *states: torch.Tensor) -> Any:
         cache = _filled_cache(self.model.config, self.layers, states)
         output = self.model(input_ids=input_ids, use_cache=True, **{self.keyword: cache}, **self.extra)
-        self.layouts[:] = [None if getattr(layer, "keys", None) is None or layer.keys.numel() == 0 else
-                           _Layout(tuple(layer.keys.shape), layer.keys.dtype,
-                                   tuple(layer.values.shape), layer.values.dtype)
-                           for layer in cache.layers]
+        self.report([None if getattr(layer, "keys", None) is None or layer.keys.numel() == 0 else
+                     _Layout(tuple(layer.keys.shape), layer.keys.dtype,
+                             tuple(layer.values.shape), layer.values.dtype)
+                     for layer in cache.layers])
         return output
 
 

@@ -29,12 +29,12 @@ _linalg_eigvals linalg_matrix_exp cholesky cholesky_solve cholesky_inverse trian
 geqrf ormqr
 """.split() if hasattr(_aten, name))
 
-# Namespaces whose operations do no arithmetic torchflops counts: TorchScript's ``prim::device``
-# and the like, decompositions, the profiler's
+# Namespaces whose operations do no arithmetic torchflops counts: decompositions, TorchScript's
+# attribute reads (``prim::device``, seen under FakeTensorMode and autocast), the profiler's
 # markers, collectives, and torchvision's detection helpers (but ``deform_conv2d``). Operations of
 # any other namespace (a user's ``torch.library`` op) are reported unless a formula counts them.
-_FREE_NAMESPACES = frozenset({"prim", "prims", "profiler", "_c10d_functional", "c10d", "c10d_functional",
-                              "_dtensor", "torchvision"})
+_FREE_NAMESPACES = frozenset({"prims", "prim", "profiler", "_c10d_functional", "c10d",
+                              "c10d_functional", "_dtensor", "torchvision"})
 _COSTLY_QUALIFIED = frozenset({"torchvision::deform_conv2d"})
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ._call import Call
 from ._capture import RawCall, Span
-from ._counts import ZERO, Counts
+from ._counts import SUMMED, ZERO, Counts
 from ._moe import MoE
 
 __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
@@ -49,8 +49,10 @@ def _record(raw: RawCall) -> Record:
     counts = counts.replace(bytes_read=raw.read, bytes_written=raw.written)
     if raw.module is not None:
         counts = counts.replace(params=_numel(raw.module.parameters()))
+    # a nominal count names its convention in the record's type (``fft_rfft (2.5 N log2 N)``)
+    convention = getattr(raw.formula, "convention", None)
     return Record(
-        raw.name, raw.type,
+        raw.name, f"{raw.type} ({convention})" if convention else raw.type,
         tuple(t.shape for t in inputs), tuple(t.shape for t in call.output_tensors()),
         tuple(t.needs_grad for t in inputs), counts,
     )
@@ -79,7 +81,12 @@ class ProfileData:
     def _load(self, raw: list[RawCall], spans: list[Span], moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
         counted = [_record(r) if r.formula is not None else None for r in raw]
-        self.records: list[Record] = [r for r in counted if r is not None]
+        # functional elementwise calls (``x + y``, ``F.relu``) are kept apart, so that records and
+        # tables are the same whether or not elementwise work is looked at
+        self._ordered: list[Record] = [r for r in counted if r is not None]
+        apart = {id(c) for c, r in zip(counted, raw) if c is not None and getattr(r.formula, "elementwise", False)}
+        self.records: list[Record] = [r for r in self._ordered if id(r) not in apart]
+        self.elementwise_records: list[Record] = [r for r in self._ordered if id(r) in apart]
         self._counted = counted
         self._calls: dict[str, Call] = {}
         self._spans: dict[int, list[Span]] = {}        # module id -> its calls
@@ -106,7 +113,7 @@ class ProfileData:
     def total(self) -> Counts:
         """Everything counted; ``params`` are the model's unique parameters."""
         if self._total is None:
-            work = sum((r.counts for r in self.records), ZERO)
+            work = sum((r.counts for r in self._ordered), ZERO)
             read, written = self._moved_total
             self._total = work.replace(params=_numel(self._model.parameters()),
                                        bytes_read=read, bytes_written=written)
@@ -114,12 +121,11 @@ class ProfileData:
 
     @property
     def outside_records(self) -> Counts:
-        """The bytes moved by work that no record holds (a forward's own residual adds,
-        functional activations, concatenations): what rows of records lack of the total."""
-        read = sum(r.counts.bytes_read for r in self.records)
-        written = sum(r.counts.bytes_written for r in self.records)
+        """What rows of records lack of the total: the bytes moved by work no record holds (a
+        forward's own residual adds, concatenations) and the ``elementwise_records``' work."""
+        held = sum((r.counts for r in self.records), ZERO)
         total = self.total
-        return ZERO.replace(bytes_read=total.bytes_read - read, bytes_written=total.bytes_written - written)
+        return Counts(**{f: getattr(total, f) - getattr(held, f) for f in SUMMED if f != "params"})
 
     @property
     def active_params(self) -> int:

@@ -55,16 +55,18 @@ def _ancestor(name: str, depth: int) -> str:
     return ".".join(name.split(".")[:depth]) if name else name
 
 
-def rows(profile: ProfileData, depth: Optional[int] = None) -> list[_Row]:
+def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = False) -> list[_Row]:
     """One row per record, or with ``depth``, records below that depth folded into their ancestor.
 
     A row of a module's own functional call is named after the module, typed ``Module (function)``
     and carries the module's own parameters (on its first such row); a row of several calls of
-    one module carries its parameters once.
+    one module carries its parameters once. ``elementwise=True`` takes the functional elementwise
+    records too, in call order.
     """
+    records = profile._ordered if elementwise else profile.records
     if depth is None:
         out, seen = [], set()
-        for r in profile.records:
+        for r in records:
             module_type = profile.module_type(r.name)
             counts = r.counts
             kind = r.type
@@ -75,16 +77,16 @@ def rows(profile: ProfileData, depth: Optional[int] = None) -> list[_Row]:
             out.append(_Row(r.name, kind, r.input_shapes, r.output_shapes, counts))
         return out
     own: dict[tuple[str, str], list[Record]] = {}
-    for r in profile.records:
+    for r in records:
         key = _ancestor(r.name, depth)
         # a record at or above the fold depth stays its own row (per type: a module's own
         # functional calls are not mixed with its children)
         own.setdefault((key, r.type) if key == r.name else (key, ""), []).append(r)
     out = []
-    for (key, kind), records in own.items():
-        work = sum((r.counts for r in records), ZERO)
+    for (key, kind), group in own.items():
+        work = sum((r.counts for r in group), ZERO)
         if kind:
-            first = records[0]
+            first = group[0]
             module_type = profile.module_type(key)
             if kind == module_type:
                 params = profile.module(key).params
@@ -114,22 +116,25 @@ def _check_count(value: Optional[int], what: str, minimum: int) -> None:
 _HEADERS = ("module", "type", "input shape", "output shape", "params", "MACs", "FLOPs",
             "backward FLOPs", "comparisons", "share")
 _BACKWARD = _HEADERS.index("backward FLOPs")
+_ELEMENTWISE = _HEADERS.index("comparisons") + 1
 
 
 def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple",
-          top: Optional[int] = None, backward: bool = True) -> str:
+          top: Optional[int] = None, backward: bool = True, elementwise: bool = False) -> str:
     """A per-module table in human units; its rows add up to the total row.
 
-    ``backward=False`` leaves out the backward FLOPs column (inference-only reports).
+    ``backward=False`` leaves out the backward FLOPs column (inference-only reports);
+    ``elementwise=True`` adds an elementwise FLOPs column, and rows for functional elementwise calls.
     """
     tab_fmt = _check_fmt(fmt)
-    if not isinstance(backward, bool):
-        raise TypeError(f"backward must be True or False, got {backward!r}")
+    for flag, value in (("backward", backward), ("elementwise", elementwise)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{flag} must be True or False, got {value!r}")
     _check_count(depth, "depth", 0)
     _check_count(top, "top", 1)
     total = profile.total
     # at depth 0 everything folds into the model, which is the total row itself
-    body = rows(profile, depth) if depth != 0 else []
+    body = rows(profile, depth, elementwise) if depth != 0 else []
     rest: list[_Row] = []
     if top is not None and len(body) > top:
         ranked = sorted(body, key=lambda r: (r.counts.macs, r.counts.comparisons), reverse=True)
@@ -137,10 +142,15 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         rest = [r for r in body if id(r) not in kept]
         body = [r for r in body if id(r) in kept]
 
+    def columns(cells: list[str], elementwise_cell: str) -> list[str]:
+        if elementwise:
+            cells = cells[:_ELEMENTWISE] + [elementwise_cell] + cells[_ELEMENTWISE:]
+        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+
     def line(name: str, kind: str, inputs: str, outputs: str, c: Counts) -> list[str]:
         cells = [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
                  human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
-        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+        return columns(cells, human(c.elementwise_flops))
 
     out = [line(r.name or "(model)", r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes),
                 r.counts) for r in body]
@@ -149,7 +159,7 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         out.append(line(f"({len(rest)} more row{'s' if len(rest) != 1 else ''})", "", "", "", other))
     inputs, outputs = profile.module_shapes("")
     out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
-    headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
+    headers = columns(list(_HEADERS), "elementwise FLOPs")
     listed = sum(r.counts.params for r in body + rest)
     note = (f"\nparams: rows repeat parameters that are tied or whose module runs more than once "
             f"({human(listed)} in all); the total counts each once" if listed > total.params else "")
@@ -210,6 +220,7 @@ def to_dict(profile: ProfileData) -> dict[str, Any]:
         "torchflops": __version__,
         **profile.meta,
         "records": [_record_dict(r) for r in profile.records],
+        "elementwise_records": [_record_dict(r) for r in profile.elementwise_records],
         "total": profile.total.as_dict(),
         "active_params": profile.active_params,
         "unsupported": dict(profile.unsupported),
@@ -284,10 +295,11 @@ class Profile(Displayable, ProfileData):
                      headers, tuple(cells), tuple(exact))
 
     def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None,
-              backward: bool = True) -> str:
+              backward: bool = True, elementwise: bool = False) -> str:
         """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows,
-        ``backward=False`` leaves out the backward FLOPs column."""
-        return table(self, depth=depth, fmt=fmt, top=top, backward=backward)
+        ``backward=False`` leaves out the backward FLOPs column, ``elementwise=True`` adds the
+        elementwise FLOPs column (and rows for functional elementwise calls)."""
+        return table(self, depth=depth, fmt=fmt, top=top, backward=backward, elementwise=elementwise)
 
     def branches(self, name: str) -> str:
         """The direct children of module ``name`` with their MACs and share of the parent."""

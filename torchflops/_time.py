@@ -16,7 +16,7 @@ import statistics
 import time as _clock
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -567,7 +567,9 @@ def _attach(result: TimedProfile, counting: Session, clean: list[tuple[float, Op
 
     backward_of = _backward(result, clean, graphs, clock)
     timed = _aligned(counting.raw, passes[0][0].raw)
-    counted = [i for i, r in enumerate(counting.raw) if r.formula is not None]
+    # the calls behind ``result.records`` (functional elementwise calls are kept apart)
+    counted = [i for i, r in enumerate(counting.raw)
+               if r.formula is not None and not getattr(r.formula, "elementwise", False)]
     occurrence: dict[str, int] = {}
     records = []
     for record, index in zip(result.records, counted):

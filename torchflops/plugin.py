@@ -157,7 +157,9 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
                         "`with flops(model): model(x)`)", pytrace=False)
         return result
     limits = limits or {}
-    measured = [Measured(p.model_name, {n: getattr(p.total, n) for n in FIGURES}, limits)
+    # figures shown: the usual ones, and any other one the budget limits (elementwise_flops)
+    shown = FIGURES + tuple(n for n in limits if n not in FIGURES)
+    measured = [Measured(p.model_name, {n: getattr(p.total, n) for n in shown}, limits)
                 for p in profiles]
     state.measured[item.nodeid] = measured
     problems = [str(e) for e in _budget_failures(profiles, limits)]
@@ -237,7 +239,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for nodeid, measured in state.measured.items():
         for index, m in enumerate(measured, 1):
             cells = []
-            for name in FIGURES:
+            for name in m.figures:
                 text = f"{name} {human(m.figures[name])}"
                 if name in m.limits:
                     limit = m.limits[name]

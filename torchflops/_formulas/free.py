@@ -1,6 +1,7 @@
 """Modules whose work is elementwise, a lookup or a reshape: no matmul work, no comparisons.
 
-They are *free*, which is different from *unsupported*: we know they cost nothing we count.
+They are *free*, which is different from *unsupported*: we know they cost nothing in ``macs`` or
+``comparisons``. What they do elementwise goes to ``elementwise_flops`` only.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 from .._call import Call
 from .._counts import ZERO, Counts
 from .._registry import register
+from .elementwise import module_elementwise
 
 _FREE_NAMES = (
     # activations
@@ -41,5 +43,6 @@ FREE_MODULES = tuple(getattr(nn, name) for name in _FREE_NAMES if hasattr(nn, na
 
 @register(*FREE_MODULES)
 def free(module: nn.Module, call: Call) -> Counts:
-    """No matmul-like work and no comparisons."""
-    return ZERO
+    """No matmul-like work and no comparisons; elementwise work by the README's convention table."""
+    flops = module_elementwise(module, call)
+    return Counts(elementwise_flops=flops) if flops else ZERO

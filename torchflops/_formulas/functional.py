@@ -137,7 +137,9 @@ def einsum(call: Call) -> Counts:
     later operand) and of those its two operands share and sum; a label found in one operand only
     and needed by nothing later is summed out before the product, as torch does. For two operands
     without such labels this is the product of all distinct label sizes. A step that sums no
-    shared label (an outer or elementwise product) is a ``mul`` in torch: elementwise, not counted.
+    shared label (an outer or elementwise product) is a ``mul`` in torch: elementwise, not counted;
+    so is a step whose summed labels all have size 1 (``bcxd,bcyd->bcxy`` with ``d = 1``), which
+    torch runs as a broadcast multiply.
     """
     terms, output, operands = _einsum_terms(call)
     sizes: dict[Any, int] = {}
@@ -151,9 +153,9 @@ def einsum(call: Call) -> Counts:
         later = output.union(*terms[i + 1:])
         kept = (left | right) & later
         contracted = (left & right) - later
-        if contracted:
-            total += product(prod(sizes[label] for label in kept), prod(sizes[label] for label in contracted),
-                             left_info, operands[i])
+        summed = prod(sizes[label] for label in contracted)
+        if summed > 1:
+            total += product(prod(sizes[label] for label in kept), summed, left_info, operands[i])
         left = kept
         left_info = TensorInfo((), left_info.needs_grad or operands[i].needs_grad)
     return total
