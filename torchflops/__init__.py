@@ -44,6 +44,7 @@ _EXPORTS = {
     "PackedInfo": "_call",
     "assert_budget": "_budget",
     "BudgetExceeded": "_budget",
+    "Memory": "_memory",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -71,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._call import Call, PackedInfo, TensorInfo
     from ._compare import compare, compare_plot
     from ._counts import Counts
+    from ._memory import Memory
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register
     from ._render import Profile

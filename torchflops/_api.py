@@ -7,7 +7,7 @@ import logging
 import operator
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -17,6 +17,8 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.utils._pytree import tree_map_only
 
 from ._capture import Session
+from ._shortcuts import iter_tensors
+from ._storages import Storages
 from ._registry import Resolver, validate_overrides
 from ._render import Profile
 
@@ -160,10 +162,12 @@ def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     return out.requires_grad_(tensor.requires_grad) if out.is_floating_point() or out.is_complex() else out
 
 
-def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool) -> dict[int, torch.Tensor]:
+def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool,
+                  fresh: bool = False) -> dict[int, torch.Tensor]:
     """Stand-ins for every parameter and buffer, keyed by the original's id (tied tensors stay tied).
 
-    A shape-only pass on a model built on the meta device uses its own tensors: they hold nothing.
+    A shape-only pass on a model built on the meta device uses its own tensors: they hold nothing
+    (unless ``fresh``: a training step sets gradients on the tensors it runs with).
     On a real device parameters are used as they are and buffers are cloned, so nothing the
     forward does (BatchNorm's running statistics) reaches the model.
     """
@@ -174,7 +178,7 @@ def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool) -> dict
                 if tensor is None or id(tensor) in made:
                     continue
                 if device.type == "meta":
-                    made[id(tensor)] = tensor if tensor.is_meta and not fake else _standin(
+                    made[id(tensor)] = tensor if tensor.is_meta and not (fake or fresh) else _standin(
                         tensor, "cpu" if fake else "meta")
                 elif isinstance(tensor, nn.Parameter):
                     made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
@@ -267,17 +271,73 @@ class _Pass:
                 replacements = _replacements(snapshot, self.device, fake)
                 try:
                     _substitute(snapshot, replacements)
-                    with Session(model, self.resolver, self.modules) as session:
+                    with Session(model, self.resolver, self.modules, keep_saved=False) as session:
                         model(*args, **kw)
                 finally:
                     _restore(snapshot)
         meta = {"device": "fake" if fake else self.device.type,
                 "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules)
+        replay = partial(_Pass.training_step, replace(self, device=torch.device("meta")), fake)
+        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules,
+                       storages=session.storages, answered_from_shapes=session.answered_from_shapes,
+                       replay=replay)
+
+    def training_step(self, fake: bool, optimizer: Optional[Callable[[list], torch.optim.Optimizer]]) -> Storages:
+        """The storages of one steady-state training step on fresh stand-ins: the optimizer's
+        state made by a step before, then forward, backward of the first floating output's sum,
+        and ``optimizer.step()``; recurrent kernels run as they are, so autograd sees their graph."""
+        model = self.model
+        with contextlib.ExitStack() as stack:
+            if fake:
+                from torch._subclasses.fake_tensor import FakeTensorMode
+                stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad())
+            args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake)
+            with _PASS_LOCK:
+                snapshot = _snapshot(self.modules)
+                replacements = _replacements(snapshot, self.device, fake, fresh=True)
+                try:
+                    _substitute(snapshot, replacements)
+                    trainable = [p for p in model.parameters() if p.requires_grad]
+                    step = _warm_optimizer(optimizer, trainable)
+                    session = Session(model, self.resolver, self.modules, shortcuts=False, whole_thread=True)
+                    with session:
+                        if step is not None:
+                            session.storages.hold(iter_tensors(list(step.state.values())))
+                        loss = _loss(model(*args, **kw))
+                        if loss is not None and loss.requires_grad:
+                            loss.backward()
+                        del loss
+                        if step is not None:
+                            step.step()
+                finally:
+                    _restore(snapshot)
+        return session.storages
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",
                    "GuardOnDataDependentSymNode")
+
+
+def _warm_optimizer(optimizer: Optional[Callable[[list], torch.optim.Optimizer]], trainable: list[torch.Tensor]) -> Optional[torch.optim.Optimizer]:
+    """The optimizer over ``trainable`` with its state made by one step, gradients cleared again."""
+    if optimizer is None or not trainable:
+        return None
+    made = optimizer(trainable)
+    for p in trainable:
+        p.grad = torch.zeros_like(p)
+    made.step()
+    made.zero_grad(set_to_none=True)
+    return made
+
+
+def _loss(output: Any) -> Optional[torch.Tensor]:
+    """``output.sum()`` of the first floating tensor of the output, as a training step takes it."""
+    for t in iter_tensors(output):
+        if t.is_floating_point():
+            return t.sum()
+    return None
 
 
 def _data_dependent(error: BaseException) -> bool:
@@ -366,5 +426,5 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
         try:
             yield result
         finally:
-            result._load(session.raw, session.spans)
+            result._load(session.raw, session.spans, session.storages, session.answered_from_shapes)
     result.check_unsupported(strict)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from torch import nn
 
 from ._call import Call
 from ._capture import RawCall, Span
 from ._counts import ZERO, Counts
+from ._storages import Storages
 
 __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
 
@@ -35,6 +36,8 @@ class Record:
     output_shapes: tuple[Shape, ...]
     input_needs_grad: tuple[bool, ...]  # per input tensor: would autograd need its gradient
     counts: Counts
+    saved_bytes: int = 0                # storages autograd saved first in this call
+    output_bytes: int = 0               # bytes its outputs span
 
 
 def _record(raw: RawCall) -> Record:
@@ -47,7 +50,7 @@ def _record(raw: RawCall) -> Record:
     return Record(
         raw.name, raw.type,
         tuple(t.shape for t in inputs), tuple(t.shape for t in call.output_tensors()),
-        tuple(t.needs_grad for t in inputs), counts,
+        tuple(t.needs_grad for t in inputs), counts, raw.saved, raw.output,
     )
 
 
@@ -67,14 +70,20 @@ class ProfileData:
 
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
                  meta: Optional[dict[str, Any]] = None,
-                 modules: Optional[list[tuple[str, nn.Module]]] = None) -> None:
+                 modules: Optional[list[tuple[str, nn.Module]]] = None, storages: Optional[Storages] = None,
+                 answered_from_shapes: bool = False, replay: Optional[Callable[..., Storages]] = None) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
         self.meta: dict[str, Any] = dict(meta or {})
-        self._load(raw, spans)
+        self._replay = replay       # runs a training step on stand-ins (``count``): its storages
+        self._load(raw, spans, storages, answered_from_shapes)
 
-    def _load(self, raw: list[RawCall], spans: list[Span]) -> None:
+    def _load(self, raw: list[RawCall], spans: list[Span], storages: Optional[Storages] = None,
+              answered_from_shapes: bool = False) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
+        self._storages = storages if storages is not None else Storages()
+        self._answered_from_shapes = answered_from_shapes
+        self._memory: dict[Any, Any] = {}          # Memory by optimizer, made when asked
         counted = [_record(r) if r.formula is not None else None for r in raw]
         self.records: list[Record] = [r for r in counted if r is not None]
         self._calls: dict[str, Call] = {}

@@ -6,12 +6,15 @@ import io
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 from tabulate import tabulate, tabulate_formats
 
 from ._counts import FIELDS, ZERO, Counts
 from ._profile import ProfileData, Record, Shape
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._memory import Memory
 
 __all__ = ["Profile", "human", "table", "branches", "to_dict", "to_json", "to_csv", "FORMATS"]
 
@@ -212,6 +215,13 @@ class Profile(ProfileData):
         """PNG of module ``name``'s children: their share of each metric and their MACs by layer."""
         from ._plot import plot_branches
         plot_branches(self, path, name)
+
+    def memory(self, optimizer: Union[None, str, type] = None) -> "Memory":
+        """Bytes the model needs: parameters, buffers, gradients, optimizer state, activations and
+        the peaks of inference and of a training step with ``optimizer`` ("sgd", "momentum",
+        "adam", "adamw" or a ``torch.optim`` class)."""
+        from ._memory import memory
+        return memory(self, optimizer)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
