@@ -277,40 +277,56 @@ class _Pass:
                     _restore(snapshot)
         meta = {"device": "fake" if fake else self.device.type,
                 "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-        replay = partial(_Pass.training_step, replace(self, device=torch.device("meta")), fake)
+        # a forward whose saved tensors shapes cannot tell (a recurrent kernel answered from
+        # shapes, autocast on the host skipped by meta tensors) is replayed where they can
+        exact = not (session.answered_from_shapes or session.host_autocast)
+        replay = partial(_Pass.replay, replace(self, device=torch.device("meta")),
+                         fake or session.host_autocast, session.answered_from_shapes)
         return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules,
-                       storages=session.storages, answered_from_shapes=session.answered_from_shapes,
-                       replay=replay)
+                       storages=session.storages, forward_exact=exact, replay=replay)
 
-    def training_step(self, fake: bool, optimizer: Optional[Callable[[list], torch.optim.Optimizer]]) -> Storages:
-        """The storages of one steady-state training step on fresh stand-ins: the optimizer's
-        state made by a step before, then forward, backward of the first floating output's sum,
-        and ``optimizer.step()``; recurrent kernels run as they are, so autograd sees their graph."""
+    def replay(self, fake: bool, real: bool, optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
+               train: bool) -> Storages:
+        """The storages of one more pass on fresh stand-ins (never the model's own tensors): a
+        forward under ``no_grad``, or (``train``) one steady-state training step: the optimizer's
+        state made by a step before, then forward, backward of the first floating output's sum and
+        ``optimizer.step()``. Kernels run as they are (no shapes-only answers), so autograd sees
+        their graph; ``real`` runs them on real CPU tensors (zeros), for kernels whose saved
+        tensors only the CPU kernel knows (oneDNN's recurrent workspace)."""
         model = self.model
         with contextlib.ExitStack() as stack:
-            if fake:
+            if fake and not real:
                 from torch._subclasses.fake_tensor import FakeTensorMode
                 stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
             stack.enter_context(torch.inference_mode(False))
-            stack.enter_context(torch.enable_grad())
-            args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake)
+            stack.enter_context(torch.enable_grad() if train else torch.no_grad())
+            # outside FakeTensorMode, the "fake" stand-ins are real CPU tensors
+            args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake or real)
+            if real:
+                with torch.no_grad():
+                    for t in iter_tensors((args, kw)):
+                        t.zero_()
             with _PASS_LOCK:
                 snapshot = _snapshot(self.modules)
-                replacements = _replacements(snapshot, self.device, fake, fresh=True)
+                replacements = _replacements(snapshot, self.device, fake or real, fresh=True)
                 try:
                     _substitute(snapshot, replacements)
                     trainable = [p for p in model.parameters() if p.requires_grad]
-                    step = _warm_optimizer(optimizer, trainable)
-                    session = Session(model, self.resolver, self.modules, shortcuts=False, whole_thread=True)
+                    step = _warm_optimizer(optimizer, trainable) if train else None
+                    session = Session(model, self.resolver, self.modules, keep_saved=train, shortcuts=False,
+                                      whole_thread=train)
                     with session:
                         if step is not None:
                             session.storages.hold(iter_tensors(list(step.state.values())))
-                        loss = _loss(model(*args, **kw))
-                        if loss is not None and loss.requires_grad:
-                            loss.backward()
-                        del loss
-                        if step is not None:
-                            step.step()
+                        if not train:
+                            model(*args, **kw)
+                        else:
+                            loss = _loss(model(*args, **kw))
+                            if loss is not None and loss.requires_grad:
+                                loss.backward()
+                            del loss
+                            if step is not None:
+                                step.step()
                 finally:
                     _restore(snapshot)
         return session.storages
@@ -320,7 +336,8 @@ _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException"
                    "GuardOnDataDependentSymNode")
 
 
-def _warm_optimizer(optimizer: Optional[Callable[[list], torch.optim.Optimizer]], trainable: list[torch.Tensor]) -> Optional[torch.optim.Optimizer]:
+def _warm_optimizer(optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
+                    trainable: list[torch.Tensor]) -> Optional[torch.optim.Optimizer]:
     """The optimizer over ``trainable`` with its state made by one step, gradients cleared again."""
     if optimizer is None or not trainable:
         return None
@@ -421,10 +438,11 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
                         "(model._orig_mod, same parameters) or use tf.count(model, ...)")
     resolver = Resolver(validate_overrides(formulas))
     result = Profile(model, [], [], meta={"device": "profile"})
-    session = Session(model, resolver)
+    # the block's own work is followed whole (a backward, an optimizer step): its peaks are measured
+    session = Session(model, resolver, whole_thread=True)
     with session:
         try:
             yield result
         finally:
-            result._load(session.raw, session.spans, session.storages, session.answered_from_shapes)
+            result._load(session.raw, session.spans, session.storages)
     result.check_unsupported(strict)

@@ -204,6 +204,7 @@ class Session:
         self.keep_saved = keep_saved
         self.shortcuts = shortcuts
         self.answered_from_shapes = False   # a kernel was answered from shapes (autograd saw no graph)
+        self.host_autocast = False          # autocast was on for the host (meta tensors skip it)
         self._whole_thread = whole_thread
         self._saved_hooks: Optional[torch.autograd.graph.saved_tensors_hooks] = None
         self._op_record: Optional[int] = None   # the raw call of the ATen operation in flight
@@ -267,6 +268,8 @@ class Session:
         known = self._known.get(id(module))
         if known is None or threading.get_ident() != self._thread:
             return
+        if not self.host_autocast and torch.is_autocast_enabled("cpu"):
+            self.host_autocast = True
         if not self._stack:
             self._parameters = None     # looked up again, lazily, for each outermost call
             with _OWN_CODE():
@@ -388,7 +391,7 @@ class Session:
     def _pack(self, tensor: torch.Tensor) -> Any:
         """Autograd's pack hook: what the model's forward saves for backward, attributed to the
         call that saved each storage first."""
-        if self.follows():
+        if self._stack:
             with _OWN_CODE():
                 size = self.storages.save(tensor)
             if size and self._op_record is not None:

@@ -86,15 +86,15 @@ def memory(profile: ProfileData, optimizer: Union[None, str, type] = None) -> Me
     make, per_parameter, counters = OPTIMIZERS[name] if name is not None else (None, 0, False)
     state = per_parameter * gradients + (_step_counter_bytes() * len(trainable) if counters else 0)
     storages = profile._storages
-    activations = storages.saved
-    peak_training = storages.peak
+    activations, peak_inference, peak_training = storages.saved, storages.peak, storages.peak
     if profile._replay is not None:
-        step = profile._replay(make)
+        step = profile._replay(make, train=True)
         peak_training = step.peak
-        if profile._answered_from_shapes:
+        if not profile._forward_exact:
             activations = step.saved
+            peak_inference = profile._replay(None, train=False).peak
     found = profile._memory[name] = Memory(
         params=_distinct_bytes(model.parameters()), buffers=_distinct_bytes(model.buffers()),
         gradients=gradients, optimizer_state=state, activations=activations,
-        peak_inference=storages.peak, peak_training=peak_training)
+        peak_inference=peak_inference, peak_training=peak_training)
     return found

@@ -71,18 +71,19 @@ class ProfileData:
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
                  meta: Optional[dict[str, Any]] = None,
                  modules: Optional[list[tuple[str, nn.Module]]] = None, storages: Optional[Storages] = None,
-                 answered_from_shapes: bool = False, replay: Optional[Callable[..., Storages]] = None) -> None:
+                 forward_exact: bool = True, replay: Optional[Callable[..., Storages]] = None) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
         self.meta: dict[str, Any] = dict(meta or {})
-        self._replay = replay       # runs a training step on stand-ins (``count``): its storages
-        self._load(raw, spans, storages, answered_from_shapes)
+        # ``count``: replays a pass on stand-ins (a training step, or a forward the counted pass could
+        # not follow exactly) and returns its storages
+        self._replay = replay
+        self._forward_exact = forward_exact
+        self._load(raw, spans, storages)
 
-    def _load(self, raw: list[RawCall], spans: list[Span], storages: Optional[Storages] = None,
-              answered_from_shapes: bool = False) -> None:
+    def _load(self, raw: list[RawCall], spans: list[Span], storages: Optional[Storages] = None) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
         self._storages = storages if storages is not None else Storages()
-        self._answered_from_shapes = answered_from_shapes
         self._memory: dict[Any, Any] = {}          # Memory by optimizer, made when asked
         counted = [_record(r) if r.formula is not None else None for r in raw]
         self.records: list[Record] = [r for r in counted if r is not None]
