@@ -65,6 +65,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="show the backward FLOPs column (tables; default on)")
     parser.add_argument("--branches", metavar="NAME", default=None,
                         help="print the per-branch breakdown of module NAME instead of the table")
+    parser.add_argument("--memory", action="store_true",
+                        help="also print the memory a training step needs (bytes, binary units)")
+    parser.add_argument("--optimizer", default=None, metavar="NAME",
+                        help="optimizer whose state --memory counts: sgd, momentum, adam, adamw (default none)")
     parser.add_argument("--output", metavar="PATH", default=None, help="write the report to PATH")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
@@ -246,6 +250,16 @@ def _run(args: argparse.Namespace) -> str:
     kwargs = _kwargs(args.kwargs)
     _count_option(args.depth, "--depth", 0)
     _count_option(args.top, "--top", 1)
+    if args.optimizer is not None and not args.memory:
+        raise UsageError("--optimizer says which optimizer --memory counts; add --memory")
+    if args.memory and args.format in ("json", "csv"):
+        raise UsageError(f"--memory prints a summary table; it cannot be combined with --format {args.format}")
+    if args.optimizer is not None:
+        from torchflops._memory import optimizer_name
+        try:
+            optimizer_name(args.optimizer)
+        except ValueError as error:
+            raise UsageError(f"--optimizer: {error}") from None
     if args.branches is not None and args.format != "table":
         raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
     model = _model(args.model, kwargs, args.device)
@@ -255,7 +269,15 @@ def _run(args: argparse.Namespace) -> str:
     except Exception as error:  # noqa: BLE001 - the model's own failure on this input
         shown = " and ".join("x".join(map(str, s)) for s in sizes)
         raise _ModelError(f"{type(model).__name__} failed on input {shown}: {_first_line(error)}") from error
-    return _report(prof, args)
+    report = _report(prof, args)
+    return report + "\n\n" + _memory_report(prof, args) if args.memory else report
+
+
+def _memory_report(prof: Any, args: argparse.Namespace) -> str:
+    """The memory summary of ``--memory``, with the optimizer of ``--optimizer``."""
+    from torchflops._render import memory_summary
+
+    return memory_summary(prof, prof.memory(args.optimizer), args.optimizer)
 
 
 def _fail(problem: object) -> int:

@@ -32,6 +32,17 @@ def human(n: int) -> str:
     return str(n)
 
 
+_BINARY = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+
+
+def binary(n: int) -> str:
+    """``1572864`` -> ``'1.50 MiB'`` (binary units); below a KiB, bytes: ``'512 B'``."""
+    for unit, scale in _BINARY:
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
 def _shapes_text(shapes: Iterable[Shape]) -> str:
     return ", ".join("x".join(map(str, s)) if s else "scalar" for s in shapes)
 
@@ -47,6 +58,7 @@ class _Row:
     input_shapes: tuple[Shape, ...]
     output_shapes: tuple[Shape, ...]
     counts: Counts
+    saved: int = 0          # bytes autograd saved first in these calls
 
 
 def _ancestor(name: str, depth: int) -> str:
@@ -56,7 +68,8 @@ def _ancestor(name: str, depth: int) -> str:
 def rows(profile: ProfileData, depth: Optional[int] = None) -> list[_Row]:
     """One row per record, or with ``depth``, records below that depth folded into their ancestor."""
     if depth is None:
-        return [_Row(r.name, r.type, r.input_shapes, r.output_shapes, r.counts) for r in profile.records]
+        return [_Row(r.name, r.type, r.input_shapes, r.output_shapes, r.counts, r.saved_bytes)
+                for r in profile.records]
     own: dict[tuple[str, str], list[Record]] = {}
     for r in profile.records:
         key = _ancestor(r.name, depth)
@@ -66,13 +79,14 @@ def rows(profile: ProfileData, depth: Optional[int] = None) -> list[_Row]:
     out = []
     for (key, kind), records in own.items():
         work = sum((r.counts for r in records), ZERO)
+        saved = sum(r.saved_bytes for r in records)
         if kind:
             first = records[0]
-            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work))
+            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work, saved))
         else:
             inputs, outputs = profile.module_shapes(key)
             out.append(_Row(key, profile.module_type(key), inputs, outputs,
-                            work.replace(params=profile.module(key).params)))
+                            work.replace(params=profile.module(key).params), saved))
     return out
 
 
@@ -95,14 +109,18 @@ _BACKWARD = _HEADERS.index("backward FLOPs")
 
 
 def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple",
-          top: Optional[int] = None, backward: bool = True) -> str:
+          top: Optional[int] = None, backward: bool = True, saved: bool = False) -> str:
     """A per-module table in human units; its rows add up to the total row.
 
-    ``backward=False`` leaves out the backward FLOPs column (inference-only reports).
+    ``backward=False`` leaves out the backward FLOPs column (inference-only reports); ``saved=True``
+    adds the bytes autograd saves for backward (binary units; a storage belongs to the first call
+    that saved it).
     """
     tab_fmt = _check_fmt(fmt)
     if not isinstance(backward, bool):
         raise TypeError(f"backward must be True or False, got {backward!r}")
+    if not isinstance(saved, bool):
+        raise TypeError(f"saved must be True or False, got {saved!r}")
     _check_count(depth, "depth", 0)
     _check_count(top, "top", 1)
     total = profile.total
@@ -114,19 +132,22 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         rest = [r for r in body if id(r) not in kept]
         body = [r for r in body if id(r) in kept]
 
-    def line(name: str, kind: str, inputs: str, outputs: str, c: Counts) -> list[str]:
+    def line(name: str, kind: str, inputs: str, outputs: str, c: Counts, kept: int) -> list[str]:
         cells = [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
                  human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
-        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+        cells = cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+        return cells + [binary(kept)] if saved else cells
 
     out = [line(r.name or "(model)", r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes),
-                r.counts) for r in body]
+                r.counts, r.saved) for r in body]
     if rest:
         other = sum((r.counts for r in rest), ZERO)
-        out.append(line(f"({len(rest)} more rows)", "", "", "", other))
+        out.append(line(f"({len(rest)} more rows)", "", "", "", other, sum(r.saved for r in rest)))
     inputs, outputs = profile.module_shapes("")
-    out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
+    out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total,
+                    sum(r.saved_bytes for r in profile.records)))
     headers = _HEADERS if backward else _HEADERS[:_BACKWARD] + _HEADERS[_BACKWARD + 1:]
+    headers = headers + ("saved (binary)",) if saved else headers
     if profile.unsupported:
         listed = ", ".join(f"{name} x{n}" for name, n in profile.unsupported.items())
         out.append([f"uncounted: {listed}"] + [""] * (len(headers) - 1))
@@ -159,6 +180,7 @@ def _record_dict(r: Record) -> dict[str, Any]:
         "output_shapes": [list(s) for s in r.output_shapes],
         "input_needs_grad": list(r.input_needs_grad),
         **r.counts.as_dict(),
+        "saved_bytes": r.saved_bytes, "output_bytes": r.output_bytes,
     }
 
 
@@ -179,27 +201,51 @@ def to_json(profile: ProfileData, indent: Optional[int] = 2) -> str:
     return json.dumps(to_dict(profile), indent=indent)
 
 
+_RECORD_BYTES = ("saved_bytes", "output_bytes")
+
+
 def to_csv(profile: ProfileData) -> str:
     """One row per record, then a ``total`` row; exact integers."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("name", "type", "input_shapes", "output_shapes") + FIELDS)
+    writer.writerow(("name", "type", "input_shapes", "output_shapes") + FIELDS + _RECORD_BYTES)
     for r in profile.records:
         writer.writerow((r.name, r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes))
-                        + tuple(getattr(r.counts, f) for f in FIELDS))
+                        + tuple(getattr(r.counts, f) for f in FIELDS) + (r.saved_bytes, r.output_bytes))
     total = profile.total
-    writer.writerow(("total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS))
+    writer.writerow(("total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS)
+                    + (sum(r.saved_bytes for r in profile.records), ""))
     return buffer.getvalue()
+
+
+_MEMORY_LINES = (("params", "parameters"), ("buffers", "buffers"), ("gradients", "gradients"),
+                 ("optimizer_state", "optimizer state"), ("activations", "activations (saved for backward)"),
+                 ("peak_inference", "peak, inference (no_grad forward)"),
+                 ("peak_training", "peak, training step"))
+
+
+def memory_summary(profile: ProfileData, memory: "Memory", optimizer: Optional[str]) -> str:
+    """The memory figures, exact bytes and binary units (KiB = 1024 B), and why activations are 0."""
+    rows = [[label, f"{getattr(memory, field):,}", binary(getattr(memory, field))]
+            for field, label in _MEMORY_LINES]
+    text = tabulate(rows, headers=(f"memory (optimizer: {optimizer or 'none'})", "bytes",
+                                   "binary units (KiB = 1024 B)"),
+                    disable_numparse=True, colalign=("left", "right", "right"))
+    if memory.activations == 0:
+        text += ("\nactivations are 0: nothing in the pass needs a gradient (no parameter trains and "
+                 "no input requires grad), so autograd saves nothing for backward")
+    return text
 
 
 class Profile(ProfileData):
     """What a model costs: ``records``, ``total``, ``module(name)``, ``unsupported`` and their views."""
 
     def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None,
-              backward: bool = True) -> str:
+              backward: bool = True, saved: bool = False) -> str:
         """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows,
-        ``backward=False`` leaves out the backward FLOPs column."""
-        return table(self, depth=depth, fmt=fmt, top=top, backward=backward)
+        ``backward=False`` leaves out the backward FLOPs column, ``saved=True`` adds the bytes
+        autograd saves for backward."""
+        return table(self, depth=depth, fmt=fmt, top=top, backward=backward, saved=saved)
 
     def branches(self, name: str) -> str:
         """The direct children of module ``name`` with their MACs and share of the parent."""
