@@ -204,7 +204,7 @@ def test_inside_profile_the_real_pass_is_followed():
     assert profile.memory().activations == saved_bytes(model, x)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(st.lists(st.sampled_from(["conv", "pool", "bn", "relu"]), min_size=1, max_size=6),
        st.integers(1, 3), st.integers(4, 12), st.booleans())
 def test_random_conv_linear_stacks(kinds, batch, size, frozen_first):
@@ -230,57 +230,22 @@ def test_random_conv_linear_stacks(kinds, batch, size, frozen_first):
     _check(model, x, optimizer="adamw", peaks=not frozen_first)   # MemTracker cannot hook frozen parameters
 
 
+_SPELLED_OUT = {"vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", torchvision.models.list_models(module=torchvision.models))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=(
+        "nn.MultiheadAttention's scaled_dot_product_attention: the CPU runs its flash kernel, "
+        "the meta device spells attention out (bmm, softmax) and autograd saves other tensors")))
+    if name in _SPELLED_OUT else name
+    for name in torchvision.models.list_models(module=torchvision.models)])
 def test_activations_of_every_torchvision_classifier(name):
-    small = {"inception_v3": 75, "googlenet": 32}
-    model = torchvision.models.get_model(name, **({"image_size": 32} if name.startswith("vit_") else {}))
-    side = 32 if name.startswith("vit_") else small.get(name, 64)
-    x = torch.randn(1, 3, side, side)
+    # small inputs where the architecture allows (batch 2: training BatchNorm needs two values)
+    side = {"maxvit_t": 224, "vit_h_14": 28, "inception_v3": 75}.get(name, 32 if name.startswith("vit_") else 64)
+    kwargs = {"image_size": side} if name.startswith("vit_") else {}
+    if name == "inception_v3":
+        kwargs = {"aux_logits": False, "init_weights": False}    # its auxiliary head needs 299x299
+    model = torchvision.models.get_model(name, **kwargs)
+    x = torch.randn(2, 3, side, side)
     assert tf.count(model, x).memory().activations == saved_bytes(model, x)
-
-
-def test_reports_carry_the_memory_figures():
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    profile = tf.count(model, torch.randn(8, 16, requires_grad=True))
-    records = profile.to_dict()["records"]
-    assert [r["saved_bytes"] for r in records] == [r.saved_bytes for r in profile.records]
-    assert [r["output_bytes"] for r in records] == [8 * 32 * 4, 8 * 32 * 4, 8 * 4 * 4]
-    rows = list(__import__("csv").DictReader(__import__("io").StringIO(profile.to_csv())))
-    assert [int(r["saved_bytes"]) for r in rows] == [512, 1024, 0, 1536]     # the total row sums them
-    assert profile.table() == tf.count(model, torch.randn(8, 16, requires_grad=True)).table()
-    shown = profile.table(saved=True)
-    assert "saved (binary)" in shown and "1.50 KiB" in shown and "saved" not in profile.table()
-
-
-def test_budgets_hold_memory_limits():
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
-    profile = tf.count(model, torch.randn(8, 16, requires_grad=True))
-    memory = profile.memory("adamw")
-    tf.assert_budget(profile, activations=memory.activations, peak_training=memory.peak_training,
-                     optimizer="adamw")
-    with pytest.raises(tf.BudgetExceeded, match="activations: 1,536") as caught:
-        tf.assert_budget(profile, activations=1000, peak_inference=memory.peak_inference)
-    assert caught.value.overruns[0].contributors == (("1", 1024), ("0", 512))   # relu, first linear
-    with pytest.raises(tf.BudgetExceeded, match="peak_training"):
-        tf.assert_budget(profile, peak_training=memory.peak_training - 1, optimizer="adamw")
-
-
-def test_cli_prints_a_memory_summary(capsys):
-    from torchflops._cli import main
-
-    assert main(["resnet18", "--input-size", "2,3,32,32", "--memory", "--optimizer", "adamw"]) == 0
-    out = capsys.readouterr().out
-    memory = tf.count(torchvision.models.resnet18(), input_size=(2, 3, 32, 32)).memory("adamw")
-    assert f"{memory.peak_training:,}" in out and "KiB = 1024 B" in out and "optimizer: adamw" in out
-    assert main(["resnet18", "--memory", "--optimizer", "lion"]) == 2
-    assert "adamw" in capsys.readouterr().err
-
-
-def test_cli_says_why_activations_are_zero(tmp_path, capsys):
-    from torchflops._cli import main
-
-    path = tmp_path / "frozen.py"
-    path.write_text("import torch\ndef build():\n    return torch.nn.Linear(4, 4).requires_grad_(False)\n")
-    assert main([f"{path}:build", "--input-size", "2,4", "--memory"]) == 0
-    assert "activations are 0: nothing in the pass needs a gradient" in capsys.readouterr().out
