@@ -1,9 +1,11 @@
 """Memory: activations against the saved-tensors oracle on a real CPU pass, peaks against MemTracker."""
 from __future__ import annotations
 
+import csv
+import io
+
 import pytest
 import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -228,6 +230,52 @@ def test_random_conv_linear_stacks(kinds, batch, size, frozen_first):
         for p in model[0].parameters():
             p.requires_grad_(False)
     _check(model, x, optimizer="adamw", peaks=not frozen_first)   # MemTracker cannot hook frozen parameters
+
+
+def test_reports_carry_the_memory_figures():
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    profile = tf.count(model, torch.randn(8, 16, requires_grad=True))
+    records = profile.to_dict()["records"]
+    assert [r["saved_bytes"] for r in records] == [r.saved_bytes for r in profile.records]
+    assert [r["output_bytes"] for r in records] == [8 * 32 * 4, 8 * 32 * 4, 8 * 4 * 4]
+    rows = list(csv.DictReader(io.StringIO(profile.to_csv())))
+    assert [int(r["saved_bytes"]) for r in rows] == [512, 1024, 0, 1536]     # the total row sums them
+    assert profile.table() == tf.count(model, torch.randn(8, 16, requires_grad=True)).table()
+    shown = profile.table(saved=True)
+    assert "saved (binary)" in shown and "1.50 KiB" in shown and "saved" not in profile.table()
+
+
+def test_budgets_hold_memory_limits():
+    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
+    profile = tf.count(model, torch.randn(8, 16, requires_grad=True))
+    memory = profile.memory("adamw")
+    tf.assert_budget(profile, activations=memory.activations, peak_training=memory.peak_training,
+                     optimizer="adamw")
+    with pytest.raises(tf.BudgetExceeded, match="activations: 1,536") as caught:
+        tf.assert_budget(profile, activations=1000, peak_inference=memory.peak_inference)
+    assert caught.value.overruns[0].contributors == (("1", 1024), ("0", 512))   # relu, first linear
+    with pytest.raises(tf.BudgetExceeded, match="peak_training"):
+        tf.assert_budget(profile, peak_training=memory.peak_training - 1, optimizer="adamw")
+
+
+def test_cli_prints_a_memory_summary(capsys):
+    from torchflops._cli import main
+
+    assert main(["resnet18", "--input-size", "2,3,32,32", "--memory", "--optimizer", "adamw"]) == 0
+    out = capsys.readouterr().out
+    memory = tf.count(torchvision.models.resnet18(), input_size=(2, 3, 32, 32)).memory("adamw")
+    assert f"{memory.peak_training:,}" in out and "KiB = 1024 B" in out and "optimizer: adamw" in out
+    assert main(["resnet18", "--memory", "--optimizer", "lion"]) == 2
+    assert "adamw" in capsys.readouterr().err
+
+
+def test_cli_says_why_activations_are_zero(tmp_path, capsys):
+    from torchflops._cli import main
+
+    path = tmp_path / "frozen.py"
+    path.write_text("import torch\ndef build():\n    return torch.nn.Linear(4, 4).requires_grad_(False)\n")
+    assert main([f"{path}:build", "--input-size", "2,4", "--memory"]) == 0
+    assert "activations are 0: nothing in the pass needs a gradient" in capsys.readouterr().out
 
 
 _SPELLED_OUT = {"vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16", "vit_l_32"}

@@ -326,9 +326,7 @@ class _Pass:
                                 loss.backward()
                             del loss
                             if step is not None:
-                                kept = _step_representatives(trainable)
                                 step.step()
-                                del kept
                 finally:
                     _restore(snapshot)
         return session.storages
@@ -349,26 +347,6 @@ def _warm_optimizer(optimizer: Optional[Callable[[list], torch.optim.Optimizer]]
     made.step()
     made.zero_grad(set_to_none=True)
     return made
-
-
-def _step_representatives(trainable: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Leave a gradient on one parameter of each layout (shape, stride, dtype) only, so that the
-    optimizer steps those alone; returns the other gradients, which stay alive meanwhile.
-
-    PyTorch's single-tensor optimizers update one parameter after another, and the temporaries of
-    one update are freed before the next, so the peak of a step is reached on a parameter of the
-    costliest layout whichever of its kind it is; stepping one of each reaches the same peak
-    (a 7 B-parameter model has a handful of layouts and hundreds of parameters, each ~8 slow meta
-    operations)."""
-    seen: set[tuple] = set()
-    kept = []
-    for p in trainable:
-        layout = (tuple(p.shape), p.stride(), p.dtype, p.grad is None)
-        if layout in seen:
-            kept.append(p.grad)
-            p.grad = None
-        seen.add(layout)
-    return kept
 
 
 def _loss(output: Any) -> Optional[torch.Tensor]:
