@@ -102,3 +102,51 @@ def work(counts):
     (a shape-only pass runs attention's math path, a CPU pass the fused kernel; an LSTM answered
     from shapes moves what one fused kernel would)."""
     return counts.replace(bytes_read=0, bytes_written=0)
+
+
+def saved_bytes(model: nn.Module, *inputs, **kwargs) -> int:
+    """Bytes of the distinct storages autograd saves in one real forward of ``model``, parameters
+    and buffers excluded: what ``saved_tensors_hooks`` sees (each storage kept, so ids stay unique)."""
+    persistent = {id(t.untyped_storage()) for t in [*model.parameters(), *model.buffers()]}
+    seen: dict[int, torch.UntypedStorage] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if id(storage) not in persistent:
+            seen.setdefault(id(storage), storage)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(*inputs, **kwargs)
+    return sum(s.nbytes() for s in seen.values())
+
+
+def memtracker_peak(model: nn.Module, *inputs, optimizer=None, train: bool = True) -> int:
+    """PyTorch's MemTracker peak over one steady-state step on real tensors: the optimizer's state
+    made by a step before; then forward, backward of the first floating output's sum and
+    ``optimizer.step()`` (``train``), or a forward under ``no_grad``. Trains a deep copy."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    model = copy.deepcopy(model)
+
+    def loss(out):
+        out = out.logits if hasattr(out, "logits") else out
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        return out.sum()
+
+    opt = optimizer([p for p in model.parameters() if p.requires_grad]) if optimizer else None
+    if opt is not None:
+        loss(model(*inputs)).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    tracker = MemTracker()
+    tracker.track_external(model, *([opt] if opt else []), *inputs)
+    with tracker:
+        if train:
+            loss(model(*inputs)).backward()
+            if opt is not None:
+                opt.step()
+        else:
+            with torch.no_grad():
+                model(*inputs)
+    return tracker.get_tracker_snapshot("peak")[inputs[0].device]["Total"]

@@ -53,6 +53,7 @@ _EXPORTS = {
     "hardware": "_hardware",
     "calibrate": "_hardware",
     "Estimate": "_roofline",
+    "Memory": "_memory",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -83,6 +84,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._generation import Generation, generation
     from ._hardware import Hardware, calibrate, hardware
     from ._moe import MoE
+    from ._memory import Memory
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register
     from ._render import Profile

@@ -7,7 +7,7 @@ import logging
 import operator
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
@@ -18,6 +18,7 @@ from torch.utils._pytree import tree_map_only
 
 from ._capture import NESTED, NOTE_PREFIX, Session
 from ._shortcuts import iter_tensors
+from ._storages import Storages
 from ._registry import Resolver, validate_overrides
 from ._render import Profile
 
@@ -223,10 +224,12 @@ def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     return out.clone() if tensor.requires_grad and not tensor.is_leaf else out
 
 
-def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool) -> dict[int, torch.Tensor]:
+def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool,
+                  fresh: bool = False) -> dict[int, torch.Tensor]:
     """Stand-ins for every parameter and buffer, keyed by the original's id (tied tensors stay tied).
 
-    A shape-only pass on a model built on the meta device uses its own tensors: they hold nothing.
+    A shape-only pass on a model built on the meta device uses its own tensors: they hold nothing
+    (unless ``fresh``: a training step sets gradients on the tensors it runs with).
     On a real device parameters are used as they are and buffers are cloned, so nothing the
     forward does (BatchNorm's running statistics) reaches the model.
     """
@@ -237,7 +240,7 @@ def _replacements(snapshot: _Snapshot, device: torch.device, fake: bool) -> dict
                 if tensor is None or id(tensor) in made:
                     continue
                 if device.type == "meta":
-                    made[id(tensor)] = tensor if tensor.is_meta and not fake else _standin(
+                    made[id(tensor)] = tensor if tensor.is_meta and not (fake or fresh) else _standin(
                         tensor, "cpu" if fake else "meta")
                 elif isinstance(tensor, nn.Parameter):
                     made[id(tensor)] = tensor if tensor.device == device else _moved(tensor, device)
@@ -331,7 +334,7 @@ class _Pass:
                 replacements = _replacements(snapshot, self.device, fake)
                 try:
                     _substitute(snapshot, replacements)
-                    with Session(model, self.resolver, self.modules,
+                    with Session(model, self.resolver, self.modules, keep_saved=False,
                                  shape_only=self.device.type == "meta") as session:
                         model(*args, **kw)
                 finally:
@@ -339,11 +342,84 @@ class _Pass:
                     _refill(contents)
         meta = {"device": "fake" if fake else self.device.type,
                 "input_shapes": [list(t.shape) for t in args if isinstance(t, torch.Tensor)]}
-        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules, moe=session.moe)
+        # a forward whose saved tensors shapes cannot tell (a recurrent kernel answered from
+        # shapes, autocast on the host skipped by meta tensors) is replayed where they can
+        exact = not (session.answered_from_shapes or session.host_autocast)
+        replay = partial(_Pass.replay, replace(self, device=torch.device("meta")),
+                         fake or session.host_autocast, session.answered_from_shapes)
+        return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules,
+                       storages=session.storages, forward_exact=exact, replay=replay, moe=session.moe)
+
+    def replay(self, fake: bool, real: bool, optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
+               train: bool) -> Storages:
+        """The storages of one more pass on fresh stand-ins (never the model's own tensors): a
+        forward under ``no_grad``, or (``train``) one steady-state training step: the optimizer's
+        state made by a step before, then forward, backward of the first floating output's sum and
+        ``optimizer.step()``. Kernels run as they are (no shapes-only answers), so autograd sees
+        their graph; ``real`` runs them on real CPU tensors (zeros), for kernels whose saved
+        tensors only the CPU kernel knows (oneDNN's recurrent workspace)."""
+        model = self.model
+        with contextlib.ExitStack() as stack:
+            if fake and not real:
+                from torch._subclasses.fake_tensor import FakeTensorMode
+                stack.enter_context(FakeTensorMode(allow_non_fake_inputs=True))
+            stack.enter_context(torch.inference_mode(False))
+            stack.enter_context(torch.enable_grad() if train else torch.no_grad())
+            # outside FakeTensorMode, the "fake" stand-ins are real CPU tensors
+            args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake or real)
+            if real:
+                with torch.no_grad():
+                    for t in iter_tensors((args, kw)):
+                        t.zero_()
+            with _PASS_LOCK:
+                snapshot = _snapshot(self.modules)
+                replacements = _replacements(snapshot, self.device, fake or real, fresh=True)
+                try:
+                    _substitute(snapshot, replacements)
+                    trainable = [p for p in model.parameters() if p.requires_grad]
+                    step = _warm_optimizer(optimizer, trainable) if train else None
+                    session = Session(model, self.resolver, self.modules, keep_saved=train, shortcuts=False,
+                                      whole_thread=train)
+                    with session:
+                        if step is not None:
+                            session.storages.hold(iter_tensors(list(step.state.values())))
+                        if not train:
+                            model(*args, **kw)
+                        else:
+                            loss = _loss(model(*args, **kw))
+                            if loss is not None and loss.requires_grad:
+                                loss.backward()
+                            del loss
+                            if step is not None:
+                                step.step()
+                finally:
+                    _restore(snapshot)
+        return session.storages
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",
                    "GuardOnDataDependentSymNode")
+
+
+def _warm_optimizer(optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
+                    trainable: list[torch.Tensor]) -> Optional[torch.optim.Optimizer]:
+    """The optimizer over ``trainable`` with its state made by one step, gradients cleared again."""
+    if optimizer is None or not trainable:
+        return None
+    made = optimizer(trainable)
+    for p in trainable:
+        p.grad = torch.zeros_like(p)
+    made.step()
+    made.zero_grad(set_to_none=True)
+    return made
+
+
+def _loss(output: Any) -> Optional[torch.Tensor]:
+    """``output.sum()`` of the first floating tensor of the output, as a training step takes it."""
+    for t in iter_tensors(output):
+        if t.is_floating_point():
+            return t.sum()
+    return None
 
 
 def _data_dependent(error: BaseException) -> bool:
@@ -452,10 +528,11 @@ def profile(model: nn.Module, *, formulas: Optional[Mapping[object, Any]] = None
                         "(model._orig_mod, same parameters) or use tf.count(model, ...)")
     resolver = Resolver(validate_overrides(formulas))
     result = Profile(model, [], [], meta={"device": "profile"})
-    session = Session(model, resolver)
+    # the block's own work is followed whole (a backward, an optimizer step): its peaks are measured
+    session = Session(model, resolver, whole_thread=True)
     with session:
         try:
             yield result
         finally:
-            result._load(session.raw, session.spans, session.moe)
+            result._load(session.raw, session.spans, session.moe, session.storages)
     result.check_unsupported(strict)

@@ -6,14 +6,17 @@ import numbers
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
+from ._memory import memory as memory_of
 from ._profile import ProfileData
 from ._render import human
 
 __all__ = ["BudgetExceeded", "Overrun", "assert_budget", "check_limits", "LIMITS"]
 
-LIMITS = ("macs", "flops", "backward_flops", "comparisons", "params", "elementwise_flops")
+COUNT_LIMITS = ("macs", "flops", "backward_flops", "comparisons", "params", "elementwise_flops")
+MEMORY_LIMITS = ("activations", "peak_inference", "peak_training")     # bytes, from Profile.memory()
+LIMITS = COUNT_LIMITS + MEMORY_LIMITS
 _TOP = 5
 
 Limit = Union[int, float]
@@ -102,7 +105,13 @@ def contributions(profile: ProfileData, field: str, depth: int = 1) -> list[tupl
     ``(model)`` for the model itself.
     """
     amounts: dict[str, int] = {}
-    if field == "params":
+    if field == "activations":
+        for record in profile.records:
+            key = _group(record.name, depth)
+            amounts[key] = amounts.get(key, 0) + record.saved_bytes
+    elif field in MEMORY_LIMITS:
+        return []           # a peak is one moment of the whole pass: no module adds to it alone
+    elif field == "params":
         for name, parameter in profile._model.named_parameters():
             key = _group(name.rpartition(".")[0], depth)
             amounts[key] = amounts.get(key, 0) + parameter.numel()
@@ -131,9 +140,13 @@ def _overrun_text(overrun: Overrun, total: int, depth: int) -> str:
 def assert_budget(profile: ProfileData, *, macs: Optional[LimitLike] = None,
                   flops: Optional[LimitLike] = None, backward_flops: Optional[LimitLike] = None,
                   comparisons: Optional[LimitLike] = None, params: Optional[LimitLike] = None,
-                  elementwise_flops: Optional[LimitLike] = None,
-                  depth: int = 1) -> None:
+                  elementwise_flops: Optional[LimitLike] = None, activations: Optional[LimitLike] = None,
+                  peak_inference: Optional[LimitLike] = None, peak_training: Optional[LimitLike] = None,
+                  optimizer: Any = None, depth: int = 1) -> None:
     """Raise ``BudgetExceeded`` if ``profile`` costs more than any limit given (at least one).
+
+    The memory limits are bytes of ``profile.memory(optimizer)``; ``activations`` names the modules
+    that save the most.
 
     A figure equal to its limit passes. The message names each exceeded limit, the figure (exact
     and in human units), the excess in percent, and the five modules at ``depth`` that contribute
@@ -146,14 +159,17 @@ def assert_budget(profile: ProfileData, *, macs: Optional[LimitLike] = None,
         raise ValueError(f"depth must be an integer >= 1, got {depth!r}")
     limits = check_limits({"macs": macs, "flops": flops, "backward_flops": backward_flops,
                            "comparisons": comparisons, "params": params,
-                           "elementwise_flops": elementwise_flops})
+                           "elementwise_flops": elementwise_flops, "activations": activations,
+                           "peak_inference": peak_inference, "peak_training": peak_training})
     total = profile.total
+    memory = memory_of(profile, optimizer) if any(n in MEMORY_LIMITS for n in limits) else None
+    figures = {name: getattr(memory if name in MEMORY_LIMITS else total, name) for name in limits}
     overruns = tuple(
-        Overrun(name, getattr(total, name), limit, tuple(contributions(profile, name, depth)[:_TOP]))
-        for name, limit in limits.items() if getattr(total, name) > limit
+        Overrun(name, figures[name], limit, tuple(contributions(profile, name, depth)[:_TOP]))
+        for name, limit in limits.items() if figures[name] > limit
     )
     if overruns:
         head = (f"{profile.model_name} exceeds its budget "
                 f"({', '.join(o.field for o in overruns)}):")
-        body = "\n".join(_overrun_text(o, getattr(total, o.field), depth) for o in overruns)
+        body = "\n".join(_overrun_text(o, figures[o.field], depth) for o in overruns)
         raise BudgetExceeded(f"{head}\n{body}", overruns)

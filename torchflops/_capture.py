@@ -23,9 +23,9 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ from ._known import op_is_costly
 from ._moe import MoE, resolve
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
+from ._storages import Storages
 
 __all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "NESTED"]
 
@@ -59,6 +60,8 @@ class RawCall:
     call: Call
     read: int = 0                   # bytes its ATen operations read and wrote
     written: int = 0
+    saved: int = 0                  # bytes of storages autograd saved first in this call
+    output: int = 0                 # bytes its outputs span
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +164,12 @@ class _FunctionMode(TorchFunctionMode):
         start = clock() if clock is not None else None
         entry = session.function_entry(func)
         try:
-            out = shortcut(func, args, kwargs)
+            out = shortcut(func, args, kwargs) if session.shortcuts else None
             if out is None:
                 out = func(*args, **kwargs)
             elif session.inside():
                 session.add_moved(*kernel_bytes(args, kwargs, out))
+                session.answered_from_shapes = True
         finally:
             if entry is not None:
                 session.covered -= 1
@@ -189,7 +193,8 @@ class Session:
 
     def __init__(self, model: nn.Module, resolver: Resolver,
                  modules: Optional[list[tuple[str, nn.Module]]] = None,
-                 clock: Optional[Callable[[], Any]] = None, *, shape_only: bool = False) -> None:
+                 clock: Optional[Callable[[], Any]] = None, *, shape_only: bool = False,
+                 keep_saved: bool = True, shortcuts: bool = True, whole_thread: bool = False) -> None:
         self.model = model
         self.resolver = resolver
         self._modules = modules if modules is not None else list(model.named_modules())
@@ -217,6 +222,17 @@ class Session:
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
         self._noted: Optional[BaseException] = None
+        # storages: autograd's saved tensors are kept for a backward (``profile``, a training step)
+        # or replaced by placeholders (``count``); ``whole_thread`` follows every operation of the
+        # thread (a training step's backward and optimizer), not only the model's forward
+        self.storages = Storages()
+        self.keep_saved = keep_saved
+        self.shortcuts = shortcuts
+        self.answered_from_shapes = False   # a kernel was answered from shapes (autograd saw no graph)
+        self.host_autocast = False          # autocast was on for the host (meta tensors skip it)
+        self._whole_thread = whole_thread
+        self._saved_hooks: Optional[torch.autograd.graph.saved_tensors_hooks] = None
+        self._op_record: Optional[int] = None   # the raw call of the ATen operation in flight
         self.clock = clock
         self.marks: list[tuple[Any, Any]] = []
         self.span_marks: list[tuple[Any, Any, int]] = []
@@ -248,9 +264,11 @@ class Session:
                 self._post, with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
-            if self.clock is None:
+            if self.clock is None:      # a clocked pass times the model, it records no facts
                 self._recorder = OpRecorder(self)
                 self._recorder.__enter__()
+                self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
+                self._saved_hooks.__enter__()
         except BaseException:
             self._exit_modes(None, None, None)
             self._remove_hooks()
@@ -271,6 +289,9 @@ class Session:
 
     def _exit_modes(self, *exc_info: Any) -> None:
         try:
+            if self._saved_hooks is not None:
+                self._saved_hooks.__exit__(*exc_info)
+                self._saved_hooks = None
             if self._recorder is not None:
                 self._recorder.__exit__(*exc_info)
         finally:
@@ -299,14 +320,22 @@ class Session:
         if known is None or threading.get_ident() != self._thread:
             return
         name = known[0]
+        if not self.host_autocast and torch.is_autocast_enabled("cpu"):
+            self.host_autocast = True
         if not self._stack:
             self._parameters = None     # looked up again, lazily, for each outermost call
+            if self._recorder is not None:
+                with _OWN_CODE():
+                    self.storages.hold(self._persistent(), persistent=True)
+                    self.storages.hold(iter_tensors(args))
         else:
             parent, parent_name = self._stack[-1][:2]
             key = self._children.get((id(parent), id(module)))
             if key is not None:
                 name = f"{parent_name}.{key}" if parent_name else key
-        self._stack.append((module, name, len(self.raw), sys.exc_info()[1], self.read, self.written))
+        self._op_record = None
+        self._stack.append((module, name, len(self.raw), sys.exc_info()[1], self.read, self.written,
+                            self.storages.saved))
         check_module(module, args)      # on the stack already, so its error is noted on it
         if self._claim:
             self._claim += 1
@@ -338,8 +367,10 @@ class Session:
         kwargs, output = rest if len(rest) == 2 else (_failed_call_kwargs(), rest[0])
         marks = self._span_marks() if self.clock is not None else None
         formula = self._known[id(module)][1]
-        _, name, start, ambient, read, written = self._stack.pop()
+        _, name, start, ambient, read, written, saved = self._stack.pop()
         read, written = self.read - read, self.written - written
+        saved = self.storages.saved - saved
+        self._op_record = None
         error = sys.exc_info()[1]
         failed = error is not None and error is not ambient
         if failed:
@@ -359,7 +390,10 @@ class Session:
             # module formulas read their weights from the module: no parameter look-ups here
             call = self._describe(args, kwargs, output, _not_parameter)
         if claimed:
-            self.raw.append(RawCall(name, type(module).__name__, module, formula, call, read, written))
+            with _OWN_CODE():
+                output_bytes = kernel_bytes((), {}, output)[1]
+            self.raw.append(RawCall(name, type(module).__name__, module, formula, call, read, written,
+                                    saved, output_bytes))
         self.spans.append(Span(name, module, call, start, len(self.raw), claimed, len(self._stack),
                                read, written))
         if marks is not None:
@@ -387,7 +421,7 @@ class Session:
         error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}){called}")
 
     # -- functional calls -----------------------------------------------------------------------
-    def function_entry(self, func: Callable) -> Optional[tuple[Formula, int, int]]:
+    def function_entry(self, func: Callable) -> Optional[tuple[Formula, int, int, int]]:
         """Before a function runs: its formula and the byte counters when the call is counted
         here (a function with a formula, in the model's own forward); None when the dispatch
         recorder decides (what the function runs is counted, reported or free by its ATen ops)."""
@@ -398,10 +432,11 @@ class Session:
         if formula is None:
             return None
         self.covered += 1
-        return formula, self.read, self.written
+        self._op_record = None
+        return formula, self.read, self.written, self.storages.saved
 
     def on_function(self, func: Callable, args: tuple, kwargs: dict, out: Any,
-                    entry: Optional[tuple[Optional[Formula], int, int]], start: Any = None) -> None:
+                    entry: Optional[tuple[Formula, int, int, int]], start: Any = None) -> None:
         end = None
         if self.clock is not None and threading.get_ident() == self._thread:
             end = self.clock()
@@ -410,10 +445,14 @@ class Session:
             self._tracker.propagate(func, args, kwargs, out)
         if entry is None:
             return
-        formula, read, written = entry
+        formula, read, written, saved = entry
+        self._op_record = None
+        with _OWN_CODE():
+            output_bytes = kernel_bytes((), {}, out)[1]
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
                                 self._describe(args, kwargs, out, self._is_parameter),
-                                self.read - read, self.written - written))
+                                self.read - read, self.written - written,
+                                self.storages.saved - saved, output_bytes))
         if end is not None:
             self.marks.append((start, end))
 
@@ -421,6 +460,30 @@ class Session:
     def inside(self) -> bool:
         """Whether an operation now runs inside the model (the recorder is this thread's)."""
         return bool(self._stack)
+
+    def follows(self) -> bool:
+        """Whether the storages an operation makes now are followed."""
+        return bool(self._stack) or self._whole_thread
+
+    def on_outputs(self, outputs: list[torch.Tensor]) -> None:
+        with _OWN_CODE():
+            self.storages.outputs(outputs)
+
+    def _pack(self, tensor: torch.Tensor) -> Any:
+        """Autograd's pack hook: what the model's forward saves for backward, attributed to the
+        call that saved each storage first."""
+        if self._stack:
+            with _OWN_CODE():
+                size = self.storages.save(tensor)
+            if size and self._op_record is not None:
+                raw = self.raw[self._op_record]
+                self.raw[self._op_record] = replace(raw, saved=raw.saved + size)
+        return tensor if self.keep_saved else None
+
+    def _persistent(self) -> Iterator[torch.Tensor]:
+        """The parameters and buffers the pass runs with (``count``'s stand-ins, or the model's own)."""
+        yield from self.model.parameters()
+        yield from self.model.buffers()
 
     def add_moved(self, read: int, written: int) -> None:
         self.read += read
@@ -430,6 +493,7 @@ class Session:
               read: int, written: int) -> None:
         self.read += read
         self.written += written
+        self._op_record = None
         if not torch.is_grad_enabled():
             self._tracker.propagate(func, args, kwargs, out)
         if self.covered or self._claim:
@@ -444,7 +508,8 @@ class Session:
             name = _graph_node_name(self._graphs) or name
         with _OWN_CODE():
             call = self._describe(args, kwargs, out, self._is_parameter)
-        self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written))
+        self._op_record = len(self.raw)
+        self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written, 0, written))
 
     def _describe(self, args: tuple, kwargs: dict, output: Any,
                   parameter: Callable[[torch.Tensor], bool]) -> Call:
@@ -500,6 +565,13 @@ def _graph_node_name(graphs: _GraphNames) -> Optional[str]:
             return names[index] if index is not None and index < len(names) else None
         frame = frame.f_back
     return None
+
+
+def _unpack(value: Any) -> Any:
+    if value is None:
+        raise RuntimeError("torchflops: backward through a tf.count pass, which keeps no saved tensors; "
+                           "run backward on the model's own outputs outside tf.count")
+    return value
 
 
 def _shape_text(tensor: torch.Tensor) -> str:

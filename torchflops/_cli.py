@@ -79,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="show the backward FLOPs column (tables; default on)")
     parser.add_argument("--branches", metavar="NAME", default=None,
                         help="print the per-branch breakdown of module NAME instead of the table")
+    parser.add_argument("--memory", action="store_true",
+                        help="also print the memory a training step needs (bytes, binary units)")
+    parser.add_argument("--optimizer", default=None, metavar="NAME",
+                        help="optimizer whose state --memory counts: sgd, momentum, adam, adamw (default none)")
     parser.add_argument("--output", metavar="PATH", default=None, help="write the text report to PATH")
     parser.add_argument("--plot", metavar="PATH", default=None,
                         help="also draw a PNG bar chart of the most expensive modules (needs matplotlib)")
@@ -359,6 +363,16 @@ def _run(args: argparse.Namespace) -> str:
     kwargs = _kwargs(args.kwargs)
     _count_option(args.depth, "--depth", 0)
     _count_option(args.top, "--top", 1)
+    if args.optimizer is not None and not args.memory:
+        raise UsageError("--optimizer says which optimizer --memory counts; add --memory")
+    if args.memory and args.format in ("json", "csv"):
+        raise UsageError(f"--memory prints a summary table; it cannot be combined with --format {args.format}")
+    if args.optimizer is not None:
+        from torchflops._memory import optimizer_name
+        try:
+            optimizer_name(args.optimizer)
+        except ValueError as error:
+            raise UsageError(f"--optimizer: {error}") from None
     if args.branches is not None and args.format != "table":
         raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
     _check_outputs(args)
@@ -371,6 +385,8 @@ def _run(args: argparse.Namespace) -> str:
     model = _model(args.model, kwargs, "cpu" if args.time else args.device)
     prof = _count(model, sizes or _default_sizes(args.model, model), dtype, args)
     text = _time_report(prof, args, hardware) if args.time or hardware is not None else _report(prof, args)
+    if args.memory:
+        text += "\n\n" + _memory_report(prof, args)
     if args.plot is not None:
         prof.plot(args.plot, depth=_depth(args), top=args.top or 15)
     if args.html is not None:
@@ -414,6 +430,13 @@ def _time_report(prof: Any, args: argparse.Namespace, hardware: Any) -> str:
         text = prof.to_csv()
         return (with_estimate_csv(text, estimate) if estimate is not None else text).rstrip("\n")
     return time_table(prof, estimate, depth=args.depth, fmt="simple" if args.format == "table" else "markdown")
+
+
+def _memory_report(prof: Any, args: argparse.Namespace) -> str:
+    """The memory summary of ``--memory``, with the optimizer of ``--optimizer``."""
+    from torchflops._render import memory_summary
+
+    return memory_summary(prof, prof.memory(args.optimizer), args.optimizer)
 
 
 def _fail(problem: object) -> int:

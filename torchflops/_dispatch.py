@@ -221,6 +221,8 @@ class OpRecorder(TorchDispatchMode):
         if out is None:
             out = func(*args, **kwargs)
         session = self._session
+        if session.follows():
+            session.on_outputs(_flat((out,), []))
         if session.inside():
             read, written = moved(func, args, kwargs, out)
             session.on_op(func, args, kwargs, out, read, written)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from torch import nn
 
@@ -12,6 +12,7 @@ from ._call import Call
 from ._capture import RawCall, Span
 from ._counts import SUMMED, ZERO, Counts
 from ._moe import MoE
+from ._storages import Storages
 
 __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
 
@@ -40,6 +41,8 @@ class Record:
     output_shapes: tuple[Shape, ...]
     input_needs_grad: tuple[bool, ...]  # per input tensor: would autograd need its gradient
     counts: Counts
+    saved_bytes: int = 0                # storages autograd saved first in this call
+    output_bytes: int = 0               # bytes its outputs span
 
 
 def _record(raw: RawCall) -> Record:
@@ -54,7 +57,7 @@ def _record(raw: RawCall) -> Record:
     return Record(
         raw.name, f"{raw.type} ({convention})" if convention else raw.type,
         tuple(t.shape for t in inputs), tuple(t.shape for t in call.output_tensors()),
-        tuple(t.needs_grad for t in inputs), counts,
+        tuple(t.needs_grad for t in inputs), counts, raw.saved, raw.output,
     )
 
 
@@ -71,15 +74,23 @@ class ProfileData:
     def __init__(self, model: nn.Module, raw: list[RawCall], spans: list[Span], *,
                  meta: Optional[dict[str, Any]] = None,
                  modules: Optional[list[tuple[str, nn.Module]]] = None,
-                 moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
+                 moe: Sequence[tuple[str, nn.Module, MoE]] = (), storages: Optional[Storages] = None,
+                 forward_exact: bool = True, replay: Optional[Callable[..., Storages]] = None) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
         self._aliases: Optional[dict[str, nn.Module]] = None     # every name of every module
         self.meta: dict[str, Any] = dict(meta or {})
-        self._load(raw, spans, moe)
+        # ``count``: replays a pass on stand-ins (a training step, or a forward the counted pass could
+        # not follow exactly) and returns its storages
+        self._replay = replay
+        self._forward_exact = forward_exact
+        self._load(raw, spans, moe, storages)
 
-    def _load(self, raw: list[RawCall], spans: list[Span], moe: Sequence[tuple[str, nn.Module, MoE]] = ()) -> None:
+    def _load(self, raw: list[RawCall], spans: list[Span], moe: Sequence[tuple[str, nn.Module, MoE]] = (),
+              storages: Optional[Storages] = None) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
+        self._storages = storages if storages is not None else Storages()
+        self._memory: dict[Any, Any] = {}          # Memory by optimizer, made when asked
         counted = [_record(r) if r.formula is not None else None for r in raw]
         # functional elementwise calls (``x + y``, ``F.relu``) are kept apart, so that records and
         # tables are the same whether or not elementwise work is looked at

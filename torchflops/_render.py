@@ -17,6 +17,8 @@ from ._profile import ProfileData, Record, Shape
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
+    from ._memory import Memory
+
 __all__ = ["Profile", "human", "table", "branches", "to_dict", "to_json", "to_csv", "FORMATS",
            "trainable_params"]
 
@@ -34,6 +36,17 @@ def human(n: int) -> str:
     return str(n)
 
 
+_BINARY = (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+
+
+def binary(n: int) -> str:
+    """``1572864`` -> ``'1.50 MiB'`` (binary units); below a KiB, bytes: ``'512 B'``."""
+    for unit, scale in _BINARY:
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{n} B"
+
+
 def _shapes_text(shapes: Iterable[Shape]) -> str:
     return ", ".join("x".join(map(str, s)) if s else "scalar" for s in shapes)
 
@@ -49,6 +62,7 @@ class _Row:
     input_shapes: tuple[Shape, ...]
     output_shapes: tuple[Shape, ...]
     counts: Counts
+    saved: int = 0          # bytes autograd saved first in these calls
 
 
 def _ancestor(name: str, depth: int) -> str:
@@ -74,7 +88,7 @@ def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = 
                 kind = f"{module_type} ({r.type})"
                 counts = counts.replace(params=0 if r.name in seen else profile.own_params(r.name))
                 seen.add(r.name)
-            out.append(_Row(r.name, kind, r.input_shapes, r.output_shapes, counts))
+            out.append(_Row(r.name, kind, r.input_shapes, r.output_shapes, counts, r.saved_bytes))
         return out
     own: dict[tuple[str, str], list[Record]] = {}
     for r in records:
@@ -85,6 +99,7 @@ def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = 
     out = []
     for (key, kind), group in own.items():
         work = sum((r.counts for r in group), ZERO)
+        saved = sum(r.saved_bytes for r in group)
         if kind:
             first = group[0]
             module_type = profile.module_type(key)
@@ -92,11 +107,11 @@ def rows(profile: ProfileData, depth: Optional[int] = None, elementwise: bool = 
                 params = profile.module(key).params
             else:
                 kind, params = (f"{module_type} ({kind})" if module_type else kind), profile.own_params(key)
-            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work.replace(params=params)))
+            out.append(_Row(key, kind, first.input_shapes, first.output_shapes, work.replace(params=params), saved))
         else:
             inputs, outputs = profile.module_shapes(key)
             out.append(_Row(key, profile.module_type(key), inputs, outputs,
-                            work.replace(params=profile.module(key).params)))
+                            work.replace(params=profile.module(key).params), saved))
     return out
 
 
@@ -120,14 +135,17 @@ _ELEMENTWISE = _HEADERS.index("comparisons") + 1
 
 
 def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple",
-          top: Optional[int] = None, backward: bool = True, elementwise: bool = False) -> str:
+          top: Optional[int] = None, backward: bool = True, elementwise: bool = False,
+          saved: bool = False) -> str:
     """A per-module table in human units; its rows add up to the total row.
 
     ``backward=False`` leaves out the backward FLOPs column (inference-only reports);
-    ``elementwise=True`` adds an elementwise FLOPs column, and rows for functional elementwise calls.
+    ``elementwise=True`` adds an elementwise FLOPs column, and rows for functional elementwise calls;
+    ``saved=True`` adds the bytes autograd saves for backward (binary units; a storage belongs to
+    the first call that saved it).
     """
     tab_fmt = _check_fmt(fmt)
-    for flag, value in (("backward", backward), ("elementwise", elementwise)):
+    for flag, value in (("backward", backward), ("elementwise", elementwise), ("saved", saved)):
         if not isinstance(value, bool):
             raise TypeError(f"{flag} must be True or False, got {value!r}")
     _check_count(depth, "depth", 0)
@@ -142,24 +160,27 @@ def table(profile: ProfileData, depth: Optional[int] = None, fmt: str = "simple"
         rest = [r for r in body if id(r) not in kept]
         body = [r for r in body if id(r) in kept]
 
-    def columns(cells: list[str], elementwise_cell: str) -> list[str]:
+    def columns(cells: list[str], elementwise_cell: str, saved_cell: str) -> list[str]:
         if elementwise:
             cells = cells[:_ELEMENTWISE] + [elementwise_cell] + cells[_ELEMENTWISE:]
-        return cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+        cells = cells if backward else cells[:_BACKWARD] + cells[_BACKWARD + 1:]
+        return cells + [saved_cell] if saved else cells
 
-    def line(name: str, kind: str, inputs: str, outputs: str, c: Counts) -> list[str]:
+    def line(name: str, kind: str, inputs: str, outputs: str, c: Counts, kept: int) -> list[str]:
         cells = [name, kind, inputs, outputs, human(c.params), human(c.macs), human(c.flops),
                  human(c.backward_flops), human(c.comparisons), _share(c.macs, total.macs)]
-        return columns(cells, human(c.elementwise_flops))
+        return columns(cells, human(c.elementwise_flops), binary(kept))
 
     out = [line(r.name or "(model)", r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes),
-                r.counts) for r in body]
+                r.counts, r.saved) for r in body]
     if rest:
         other = sum((r.counts for r in rest), ZERO)
-        out.append(line(f"({len(rest)} more row{'s' if len(rest) != 1 else ''})", "", "", "", other))
+        out.append(line(f"({len(rest)} more row{'s' if len(rest) != 1 else ''})", "", "", "", other,
+                        sum(r.saved for r in rest)))
     inputs, outputs = profile.module_shapes("")
-    out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total))
-    headers = columns(list(_HEADERS), "elementwise FLOPs")
+    out.append(line("total", profile.model_name, _shapes_text(inputs), _shapes_text(outputs), total,
+                    sum(r.saved_bytes for r in profile.records)))
+    headers = columns(list(_HEADERS), "elementwise FLOPs", "saved (binary)")
     listed = sum(r.counts.params for r in body + rest)
     note = (f"\nparams: rows repeat parameters that are tied or whose module runs more than once "
             f"({human(listed)} in all); the total counts each once" if listed > total.params else "")
@@ -209,6 +230,7 @@ def _record_dict(r: Record) -> dict[str, Any]:
         "output_shapes": [list(s) for s in r.output_shapes],
         "input_needs_grad": list(r.input_needs_grad),
         **r.counts.as_dict(),
+        "saved_bytes": r.saved_bytes, "output_bytes": r.output_bytes,
     }
 
 
@@ -232,6 +254,7 @@ def to_json(profile: ProfileData, indent: Optional[int] = 2) -> str:
 
 
 OUTSIDE = "(outside counted calls)"
+_RECORD_BYTES = ("saved_bytes", "output_bytes")
 
 
 def to_csv(profile: ProfileData) -> str:
@@ -244,16 +267,36 @@ def to_csv(profile: ProfileData) -> str:
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("row", "name", "type", "input_shapes", "output_shapes") + FIELDS)
+    writer.writerow(("row", "name", "type", "input_shapes", "output_shapes") + FIELDS + _RECORD_BYTES)
     for r in profile.records:
         writer.writerow(("record", r.name, r.type, _shapes_text(r.input_shapes), _shapes_text(r.output_shapes))
-                        + tuple(getattr(r.counts, f) for f in FIELDS))
+                        + tuple(getattr(r.counts, f) for f in FIELDS) + (r.saved_bytes, r.output_bytes))
     other = profile.outside_records
     if other != ZERO:
-        writer.writerow(("other", OUTSIDE, "", "", "") + tuple(getattr(other, f) for f in FIELDS))
+        writer.writerow(("other", OUTSIDE, "", "", "") + tuple(getattr(other, f) for f in FIELDS) + (0, ""))
     total = profile.total
-    writer.writerow(("total", "total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS))
+    writer.writerow(("total", "total", profile.model_name, "", "") + tuple(getattr(total, f) for f in FIELDS)
+                    + (sum(r.saved_bytes for r in profile.records), ""))
     return buffer.getvalue()
+
+
+_MEMORY_LINES = (("params", "parameters"), ("buffers", "buffers"), ("gradients", "gradients"),
+                 ("optimizer_state", "optimizer state"), ("activations", "activations (saved for backward)"),
+                 ("peak_inference", "peak, inference (no_grad forward)"),
+                 ("peak_training", "peak, training step"))
+
+
+def memory_summary(profile: ProfileData, memory: "Memory", optimizer: Optional[str]) -> str:
+    """The memory figures, exact bytes and binary units (KiB = 1024 B), and why activations are 0."""
+    rows = [[label, f"{getattr(memory, field):,}", binary(getattr(memory, field))]
+            for field, label in _MEMORY_LINES]
+    text = tabulate(rows, headers=(f"memory (optimizer: {optimizer or 'none'})", "bytes",
+                                   "binary units (KiB = 1024 B)"),
+                    disable_numparse=True, colalign=("left", "right", "right"))
+    if memory.activations == 0:
+        text += ("\nactivations are 0: nothing in the pass needs a gradient (no parameter trains and "
+                 "no input requires grad), so autograd saves nothing for backward")
+    return text
 
 
 class Profile(Displayable, ProfileData):
@@ -295,11 +338,13 @@ class Profile(Displayable, ProfileData):
                      headers, tuple(cells), tuple(exact))
 
     def table(self, depth: Optional[int] = None, fmt: str = "simple", top: Optional[int] = None,
-              backward: bool = True, elementwise: bool = False) -> str:
+              backward: bool = True, elementwise: bool = False, saved: bool = False) -> str:
         """Per-module table; ``depth`` folds deeper modules into their ancestor, ``top`` keeps K rows,
         ``backward=False`` leaves out the backward FLOPs column, ``elementwise=True`` adds the
-        elementwise FLOPs column (and rows for functional elementwise calls)."""
-        return table(self, depth=depth, fmt=fmt, top=top, backward=backward, elementwise=elementwise)
+        elementwise FLOPs column (and rows for functional elementwise calls), ``saved=True`` the
+        bytes autograd saves for backward."""
+        return table(self, depth=depth, fmt=fmt, top=top, backward=backward, elementwise=elementwise,
+                     saved=saved)
 
     def branches(self, name: str) -> str:
         """The direct children of module ``name`` with their MACs and share of the parent."""
@@ -327,6 +372,13 @@ class Profile(Displayable, ProfileData):
         under the hardware's compute and bandwidth ceilings."""
         from ._plot import plot_roofline
         plot_roofline(self, path, hardware, dtype=dtype)
+
+    def memory(self, optimizer: Union[None, str, type] = None) -> "Memory":
+        """Bytes the model needs: parameters, buffers, gradients, optimizer state, activations and
+        the peaks of inference and of a training step with ``optimizer`` ("sgd", "momentum",
+        "adam", "adamw" or a ``torch.optim`` class)."""
+        from ._memory import memory
+        return memory(self, optimizer)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
