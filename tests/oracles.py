@@ -150,3 +150,47 @@ def memtracker_peak(model: nn.Module, *inputs, optimizer=None, train: bool = Tru
             with torch.no_grad():
                 model(*inputs)
     return tracker.get_tracker_snapshot("peak")[inputs[0].device]["Total"]
+
+
+def brute_force_bytes(model: nn.Module, *inputs: torch.Tensor) -> tuple[int, int]:
+    """(read, written) bytes of a real forward, element by element: for every ATen operation,
+    each distinct storage among its tensor arguments once, from the lowest to the highest byte
+    any of their elements occupies there (every index enumerated); its outputs the same way. A
+    view (``func.is_view``) moves nothing, and neither does an allocation without values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    def tensors(values):
+        for value in values:
+            if isinstance(value, torch.Tensor):
+                yield value
+            elif isinstance(value, (tuple, list)):
+                yield from tensors(value)
+
+    def moved(ts):
+        spans: dict[int, tuple[int, int]] = {}
+        for t in ts:
+            if t.numel() == 0:
+                continue
+            offsets = [t.storage_offset() + sum(i * s for i, s in zip(index, t.stride()))
+                       for index in itertools.product(*(range(n) for n in t.shape))]
+            low, high = min(offsets) * t.element_size(), (max(offsets) + 1) * t.element_size()
+            key = t.untyped_storage().data_ptr()
+            old = spans.get(key, (low, high))
+            spans[key] = (min(old[0], low), max(old[1], high))
+        return sum(high - low for low, high in spans.values())
+
+    totals = [0, 0]
+    empty = {torch.ops.aten.empty.memory_format, torch.ops.aten.empty_strided.default,
+             torch.ops.aten.empty_like.default}
+
+    class Bytes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if not func.is_view and func not in empty:
+                totals[0] += moved(list(tensors(list(args) + list((kwargs or {}).values()))))
+                totals[1] += moved(list(tensors([out])))
+            return out
+
+    with Bytes():
+        model(*inputs)
+    return totals[0], totals[1]

@@ -259,3 +259,45 @@ def test_nested_tensors_are_refused_with_the_reason():
     for device in ("meta", "cpu"):
         with pytest.raises(ValueError, match="nested \\(jagged\\) tensor"):
             tf.count(Attention(), q, device=device)
+
+
+# -- bytes moved ---------------------------------------------------------------------------------------
+class Attention(nn.Module):
+    def forward(self, q):
+        return torch.nn.functional.scaled_dot_product_attention(q, q, q)
+
+
+class InPlaceAndViews(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):
+        y = self.fc(x).relu_()                      # in place: reads and writes the same storage
+        z = y.t().contiguous()                      # a view moves nothing; the copy reads all of y
+        return z[:, :2] * 2 + x[:, :1]              # partial views: only the bytes they span
+
+
+@pytest.mark.parametrize("build,shape", [
+    (lambda: nn.Conv2d(3, 8, 3, padding=1), (2, 3, 8, 8)),
+    (lambda: nn.Linear(16, 8), (4, 16)),
+    (lambda: Attention(), (2, 3, 5, 4)),
+    (lambda: nn.LayerNorm(16), (4, 16)),
+    (lambda: nn.BatchNorm2d(3).eval(), (2, 3, 4, 4)),
+    (lambda: nn.Sequential(nn.ReLU(inplace=True), nn.GELU(), nn.Softmax(-1)), (4, 16)),
+    (lambda: InPlaceAndViews(), (6, 6)),
+])
+def test_bytes_moved_equal_a_brute_force_over_every_element(build, shape):
+    from oracles import brute_force_bytes
+    torch.manual_seed(0)
+    model = build()
+    x = torch.randn(shape)
+    prof = tf.count(model, x, device="cpu")
+    assert (prof.total.bytes_read, prof.total.bytes_written) == brute_force_bytes(model, x)
+
+
+def test_a_linear_record_reads_its_input_and_weights_and_writes_its_output():
+    # 4x16 float32 input (256 B), 8x16 weight (512 B), 8 bias (32 B); a 4x8 output (128 B)
+    prof = tf.count(nn.Linear(16, 8), input_size=(4, 16))
+    counts = prof.records[0].counts
+    assert (counts.bytes_read, counts.bytes_written) == (256 + 512 + 32, 128)

@@ -296,7 +296,9 @@ def test_cli_time_and_hardware(capsys):
                       "--hardware", "a100-80gb", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["latency_s"] > 0 and data["estimate"]["hardware"] == "a100-80gb"
-    assert len(data["estimate"]["records"]) == len(data["records"])
+    # one estimate per record, and one for the bytes no record holds (residual adds)
+    assert [e["name"] for e in data["estimate"]["records"]] == [r["name"] for r in data["records"]] + [
+        "(outside counted calls)"]
     assert _cli.main(["resnet18", "--hardware", "t4", "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines()[0].endswith(",estimated_s,bound")
     assert _cli.main(["resnet18", "--hardware", "h1000"]) == 2
@@ -306,3 +308,23 @@ def test_cli_time_and_hardware(capsys):
 def test_cli_calibrate(capsys):
     assert _cli.main(["--calibrate"]) == 0
     assert capsys.readouterr().out.startswith("cpu: float32 ")
+
+
+def test_the_estimate_covers_work_no_record_holds():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(64, 64, bias=False)
+
+        def forward(self, x):
+            return self.fc(x) + x
+
+    prof = tf.count(Residual(), input_size=(16, 64))
+    spec = tf.Hardware("made-up", peak_flops={torch.float32: 1e12}, bandwidth=1e9)
+    estimate = prof.estimate_time(spec)
+    # the add reads two 16x64 float32 tensors (8,192 bytes) and writes one (4,096): 12,288 bytes
+    # at 1e9 B/s; no record holds it, so the estimate lists it apart
+    assert [e.name for e in estimate.records] == ["fc", "(outside counted calls)"]
+    assert estimate.records[1].seconds == pytest.approx(12_288 / 1e9)
+    assert estimate.records[1].bound == "memory"
+    assert estimate.total_s == pytest.approx(sum(e.seconds for e in estimate.records))

@@ -19,6 +19,10 @@ __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
 Shape = tuple[int, ...]
 
 
+# the name of what no record holds: in CSV and pandas rows, and in a time estimate
+OUTSIDE = "(outside counted calls)"
+
+
 class UnsupportedError(ValueError):
     """``strict=True`` and the model did work torchflops cannot count."""
 

@@ -12,7 +12,7 @@ from tabulate import tabulate, tabulate_formats
 
 from ._counts import FIELDS, ZERO, Counts
 from ._display import Displayable, Shown, Table
-from ._profile import ProfileData, Record, Shape
+from ._profile import OUTSIDE, ProfileData, Record, Shape
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -253,7 +253,6 @@ def to_json(profile: ProfileData, indent: Optional[int] = 2) -> str:
     return json.dumps(to_dict(profile), indent=indent)
 
 
-OUTSIDE = "(outside counted calls)"
 _RECORD_BYTES = ("saved_bytes", "output_bytes")
 
 

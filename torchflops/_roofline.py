@@ -8,7 +8,7 @@ import torch
 
 from ._counts import Counts
 from ._hardware import Hardware, PeakKey
-from ._profile import ProfileData
+from ._profile import OUTSIDE, ProfileData
 
 __all__ = ["Estimate", "RecordEstimate", "estimate", "seconds", "default_dtype"]
 
@@ -87,4 +87,9 @@ def estimate(profile: ProfileData, hardware: Hardware, dtype: Optional[PeakKey] 
     for r in profile.records:
         s, bound = seconds(r.counts, peak, hardware.bandwidth, compute, memory)
         out.append(RecordEstimate(r.name, s, bound, r.type))
+    # work no record holds (a forward's own residual adds, concatenations) moves bytes too
+    other = profile.outside_records
+    if other.bytes_read > 0 or other.bytes_written > 0:
+        s, bound = seconds(other, peak, hardware.bandwidth, compute, memory)
+        out.append(RecordEstimate(OUTSIDE, s, bound))
     return Estimate(hardware, key, efficiency, tuple(out), sum(e.seconds for e in out))

@@ -45,6 +45,12 @@ def time_rows(profile: ProfileData, estimate: Optional[Estimate], depth: Optiona
         else:
             del row["compute_s"], row["memory_s"]
         out.append(row)
+    if estimate is not None:
+        other = profile.outside_records
+        for extra in estimate.records[len(profile.records):]:     # the work no record holds
+            out.append({"name": extra.name, "type": "", "flops": other.flops,
+                        "bytes": other.bytes_read + other.bytes_written, "measured_s": None,
+                        "estimated_s": extra.seconds, "bound": extra.bound})
     return out
 
 
