@@ -106,7 +106,9 @@ def work(counts):
 
 def saved_bytes(model: nn.Module, *inputs, **kwargs) -> int:
     """Bytes of the distinct storages autograd saves in one real forward of ``model``, parameters
-    and buffers excluded: what ``saved_tensors_hooks`` sees (each storage kept, so ids stay unique)."""
+    and buffers excluded: what ``saved_tensors_hooks`` sees (each storage kept, so ids stay unique).
+    Nothing is kept for a backward: a pack hook that returns the tensor itself makes a reference
+    cycle through autograd's graph (an output saved by its own node) that no collector breaks."""
     persistent = {id(t.untyped_storage()) for t in [*model.parameters(), *model.buffers()]}
     seen: dict[int, torch.UntypedStorage] = {}
 
@@ -114,7 +116,6 @@ def saved_bytes(model: nn.Module, *inputs, **kwargs) -> int:
         storage = t.untyped_storage()
         if id(storage) not in persistent:
             seen.setdefault(id(storage), storage)
-        return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         model(*inputs, **kwargs)

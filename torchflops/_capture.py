@@ -478,7 +478,10 @@ class Session:
             if size and self._op_record is not None:
                 raw = self.raw[self._op_record]
                 self.raw[self._op_record] = replace(raw, saved=raw.saved + size)
-        return tensor if self.keep_saved else None
+        # kept for the user's backward as a detached alias (same storage and version counter): the
+        # tensor itself would make a cycle through autograd's graph (an output saved by its own
+        # node) that no collector breaks, and leak every pass's activations
+        return tensor.detach() if self.keep_saved else None
 
     def _persistent(self) -> Iterator[torch.Tensor]:
         """The parameters and buffers the pass runs with (``count``'s stand-ins, or the model's own)."""
