@@ -16,6 +16,8 @@ Counting conventions (fixed):
 - ``params``: parameters; a shared (tied) parameter counts once in totals.
 - ``elementwise_flops``: elementwise work (norms, activations, softmax, adds, average pooling,
   upsampling) by the README's per-operation table; never part of ``flops``.
+- ``bytes_read`` / ``bytes_written``: per ATen operation of the pass, each distinct input storage
+  once (a view by the bytes it spans) and the outputs; views move nothing.
 
 The package imports its parts lazily, so ``import torchflops`` (and the pytest plugin) does not
 import torch until a name that needs it is used.
