@@ -34,10 +34,6 @@ def iter_tensors(value: Any):
             yield from iter_tensors(item)
 
 
-def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
-    return args[index] if index < len(args) else kwargs.get(name)
-
-
 def _grad(*values: Any) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in iter_tensors(values))
 
