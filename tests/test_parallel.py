@@ -187,3 +187,16 @@ def test_llama_tensor_parallel_rank_work_equals_a_llama_of_the_local_shapes(worl
     assert [c.module for c in profile.collectives] == [
         f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.o_proj", "mlp.down_proj")]
     assert all(c.bytes == 2 * (ranks - 1) * (16 * 64 * 4) // ranks for c in profile.collectives)
+
+
+def test_json_carries_the_rank_and_its_collectives(world):
+    mesh = world(8)
+    with torch.device("meta"):
+        model = parallelize_module(MLP(), mesh, MLP_PLAN)
+    profile = tf.count(model, input_size=(4, 64))
+    data = profile.to_dict()
+    assert data["rank_total"] == profile.rank_total.as_dict()
+    assert data["collectives"] == [{"kind": "all_reduce", "module": "down", "bytes": 1792, "group_size": 8,
+                                    "dtype": "float32", "shape": [4, 64], "op": "_c10d_functional::all_reduce"}]
+    assert isinstance(profile.collectives[0], tf.Collective)
+    assert "rank_total" not in tf.count(MLP(), input_size=(4, 64)).to_dict()

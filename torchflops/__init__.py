@@ -56,6 +56,7 @@ _EXPORTS = {
     "calibrate": "_hardware",
     "Estimate": "_roofline",
     "Memory": "_memory",
+    "Collective": "_ranks",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -157,6 +157,11 @@ class ProfileData:
 
     # -- one rank of a parallel plan -------------------------------------------------------------------
     @property
+    def distributed(self) -> bool:
+        """Whether the model ran with DTensor parameters (a parallel plan)."""
+        return self._ranks is not None
+
+    @property
     def rank_total(self) -> Counts:
         """What this rank computes on its local shards of a model with DTensor parameters: the
         local ATen operations DTensor runs (matmul-like work, pooling comparisons, the bytes of

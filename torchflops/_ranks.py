@@ -54,6 +54,8 @@ class Collective:
     shape: tuple[int, ...]      # the full tensor: gathered, not yet scattered, or reduced
     op: str                     # the operator that ran it (``_c10d_functional::all_reduce``)
 
+    __module__ = "torchflops"
+
 
 def distributed_parameters(model: torch.nn.Module) -> bool:
     """Whether the model holds DTensor parameters (only looked for once DTensor is imported)."""
