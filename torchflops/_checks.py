@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
 
+from ._sharded import is_dtensor
+
 __all__ = ["check_module", "check_function"]
 
 _CONV = nn.modules.conv._ConvNd
@@ -53,7 +55,9 @@ def check_module(module: nn.Module, args: tuple) -> None:
         return
     kind = type(module).__name__
     weight = module.weight
-    if x.dtype != weight.dtype and not _autocast():
+    # a sharded FSDP parameter: FSDP's own pre-forward, after this check, puts the unsharded one in
+    # its place, cast to the mixed-precision policy's dtype as the input was
+    if x.dtype != weight.dtype and not _autocast() and not is_dtensor(weight):
         raise RuntimeError(f"{kind} expected an input of dtype {_dtype(weight)} (its weight's), got "
                            f"{_dtype(x)} (input of shape {_shape(x)}); a real pass raises here too")
     if isinstance(module, _CONV):
