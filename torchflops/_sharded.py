@@ -100,7 +100,8 @@ class Sharded:
                 if unsharded:
                     raise ValueError(f"FSDP parameters {', '.join(unsharded)} are unsharded (after "
                                      "unshard(), or a forward with reshard_after_forward=False and no "
-                                     "backward yet): call model.reshard() before counting")
+                                     "backward yet): call reshard() on the fully_shard module that holds "
+                                     "them before counting")
 
     def __enter__(self) -> Sharded:
         from torch.distributed.fsdp._fully_shard._fsdp_param_group import FSDPCommContext
