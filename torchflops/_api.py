@@ -346,7 +346,7 @@ class _Pass:
                     sharded.adopt()
                     session = Session(model, self.resolver, self.modules, keep_saved=False,
                                       shape_only=self.device.type == "meta")
-                    session.storages.follow_resizes = bool(sharded.states)
+                    session.storages.resizable = sharded.resizable if sharded.states else None
                     with session:
                         model(*args, **kw)
                 finally:
@@ -394,7 +394,7 @@ class _Pass:
                     step = _warm_optimizer(optimizer, trainable) if train else None
                     session = Session(model, self.resolver, self.modules, keep_saved=train, shortcuts=False,
                                       whole_thread=train)
-                    session.storages.follow_resizes = bool(sharded.states)
+                    session.storages.resizable = sharded.resizable if sharded.states else None
                     with session:
                         if step is not None:
                             session.storages.hold(iter_tensors(list(step.state.values())))

@@ -78,6 +78,8 @@ class Sharded:
         self.states = states
         self._saved: list[tuple[Any, dict[str, Any]]] = []
         self._hooks: list[Any] = []      # parameter groups whose state-dict hooks the pass registers
+        self._groups = [group for state in states for group in state._fsdp_param_groups]
+        self._seen: dict[int, Any] = {}  # id(group) -> its sharded state when last measured
 
     def _objects(self) -> Iterator[Any]:
         for state in self.states:
@@ -138,6 +140,20 @@ class Sharded:
             warnings.filterwarnings("ignore", "Accessing the data pointer of FakeTensor")
             for state in self.states:     # module order: an outer root first claims the states below
                 state._lazy_init()
+
+    def resizable(self) -> Iterator[torch.Tensor]:
+        """The tensors whose storages FSDP may have freed or re-allocated in place since the last
+        call: the all-gather outputs (which the unsharded parameters view) of each parameter group
+        that is gathering now or has changed state since then. Only those, so that a pass does
+        not read hundreds of sizes after every operation."""
+        for group in self._groups:
+            state = group._sharded_state
+            if group._all_gather_result is None and self._seen.get(id(group)) is state:
+                continue
+            self._seen[id(group)] = state
+            for param in group.fsdp_params:
+                yield from param.all_gather_outputs
+                yield from param._unsharded_inner_tensors
 
     def __exit__(self, *exc_info: Any) -> None:
         for group in self._hooks:

@@ -15,7 +15,7 @@ forward.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -39,8 +39,9 @@ class Storages:
 
     def __init__(self) -> None:
         # FSDP frees and re-allocates its unsharded parameters in place (``storage.resize_``),
-        # which no operation announces: with this set, sizes are read again after each operation
-        self.follow_resizes = False
+        # which no operation announces: when set, this gives the tensors whose storages may be
+        # resized so, and their sizes are read again after each operation
+        self.resizable: Optional[Callable[[], Iterable[torch.Tensor]]] = None
         self.live = 0                # bytes of storages alive now
         self.peak = 0                # the most alive after any operation
         self.saved = 0               # bytes of distinct storages autograd saved (persistent excluded)
@@ -66,8 +67,8 @@ class Storages:
             storage = storage_of(t)
             if storage is not None:
                 self._track(storage)
-        if self.follow_resizes:
-            self._measure()
+        if self.resizable is not None:
+            self._measure(self.resizable())
         if self.live > self.peak:
             self.peak = self.live
 
@@ -89,10 +90,11 @@ class Storages:
             self.live -= entry[1]
         return callback
 
-    def _measure(self) -> None:
-        for entry in list(self._alive.values()):
-            storage = entry[0]()
-            if storage is not None and storage.nbytes() != entry[1]:
+    def _measure(self, tensors: Iterable[torch.Tensor]) -> None:
+        for t in tensors:
+            storage = t.untyped_storage()
+            entry = self._alive.get(id(storage))
+            if entry is not None and entry[0]() is storage and storage.nbytes() != entry[1]:
                 self.live += storage.nbytes() - entry[1]
                 entry[1] = storage.nbytes()
 
