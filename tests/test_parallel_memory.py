@@ -275,9 +275,10 @@ def test_the_trackers_optimizer_figure():
     that step once on fake tensors of the global shapes (1024 x 256 float32: 1,048,576 bytes, up
     to three alive at once) before caching its answer, and the tracker, which tells propagation
     apart only by a fake mode other than the one it entered under, counts them. Those caches are
-    process-wide (a step before in any test fills them), so the first-step figure is measured by
-    the script in the issue's closing note; here the tracker's steady-state step: its state, once
-    the step is over, is the hand derivation torchflops reports."""
+    process-wide (a step before in any test fills them), so the first-step figure is measured in a
+    fresh process by ``benchmarks/fsdp_tracker_first_step.py``; here the tracker's steady-state
+    step: its state once the step is over (its peak adds the step's own temporaries, 262,656
+    bytes) is the hand derivation torchflops reports."""
     with fake_group(8) as mesh:
         memory = tf.count(built("meta", lambda: mlp((256, 1024, 256)), mesh), input_size=(4, 256)).memory("adamw")
         with FakeTensorMode(allow_non_fake_inputs=True):
