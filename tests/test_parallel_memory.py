@@ -92,9 +92,9 @@ def tracker_peaks(make, x_shape, optimizer=None, dtype=torch.float32) -> tuple[i
     a forward under ``no_grad``; one steady-state step (a step before makes the optimizer state,
     and DTensor's sharding propagation caches its answers then, see
     ``test_the_trackers_optimizer_figure``)."""
+    with torch.device("meta"):
+        model = make()      # outside the fake mode: tensor parallel's plans read the mesh's values
     with FakeTensorMode(allow_non_fake_inputs=True):
-        with torch.device("meta"):
-            model = make()
         model.to_empty(device="cpu")
         x = torch.zeros(x_shape, dtype=dtype)
         opt = optimizer(model.parameters()) if optimizer is not None else None
@@ -331,6 +331,37 @@ def test_mixed_precision_gathers_in_the_policys_dtype():
         memory = profile.memory("adamw")
     assert profile.total.macs == 4 * (64 * 256 + 256 * 64)
     assert memory.params == 4 * (256 // 8 * 65 + 64 // 8 * 257)
+
+
+def _tensor_parallel(model: nn.Module, mesh) -> nn.Module:
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+    return parallelize_module(model, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+
+
+@pytest.mark.parametrize("plan", ["hsdp", "fsdp+tp"])
+def test_two_dimensional_meshes(plan):
+    """8 ranks as 2 x 4. HSDP: replicated over 2, sharded over 4. FSDP over 2 of tensor parallel
+    over 4: Colwise splits the first layer's rows (weight and bias) over 4, Rowwise the second's
+    columns (its bias replicated), then FSDP halves the rows of each local shard."""
+    with fake_group(8):
+        if plan == "hsdp":
+            mesh = init_device_mesh("cpu", (2, 4), mesh_dim_names=("replicate", "shard"))
+            make = lambda: sharded(mlp((64, 256, 64)), mesh)  # noqa: E731
+        else:
+            mesh = init_device_mesh("cpu", (2, 4), mesh_dim_names=("dp", "tp"))
+            make = lambda: sharded(_tensor_parallel(mlp((64, 256, 64)), mesh["tp"]), mesh["dp"])  # noqa: E731
+        with torch.device("meta"):
+            profile = tf.count(make(), input_size=(4, 64))
+        memory = profile.memory("adamw")
+        inference, training = tracker_peaks(make, (4, 64), torch.optim.AdamW)
+    assert profile.total.flops == 2 * 4 * (64 * 256 + 256 * 64)        # the logical model's
+    if plan == "hsdp":
+        values = (256 * 65 + 64 * 257) // 4
+    else:
+        values = 256 // 4 * 65 // 2 + 64 * (256 // 4) // 2 + 64 // 2
+    assert memory.params == memory.gradients == 4 * values
+    assert memory.optimizer_state == 2 * 4 * values + 4 * 4
+    assert (memory.peak_inference, memory.peak_training) == (inference, training)
 
 
 # -- bad input ---------------------------------------------------------------------------------------

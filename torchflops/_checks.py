@@ -55,9 +55,11 @@ def check_module(module: nn.Module, args: tuple) -> None:
         return
     kind = type(module).__name__
     weight = module.weight
-    # a sharded FSDP parameter: FSDP's own pre-forward, after this check, puts the unsharded one in
-    # its place, cast to the mixed-precision policy's dtype as the input was
-    if x.dtype != weight.dtype and not _autocast() and not is_dtensor(weight):
+    if is_dtensor(weight):
+        # a parallelised layer: its own pre-forward hooks, after this check, redistribute the input
+        # (tensor parallel) or put the unsharded weight in place, cast as the input was (FSDP)
+        return
+    if x.dtype != weight.dtype and not _autocast():
         raise RuntimeError(f"{kind} expected an input of dtype {_dtype(weight)} (its weight's), got "
                            f"{_dtype(x)} (input of shape {_shape(x)}); a real pass raises here too")
     if isinstance(module, _CONV):
