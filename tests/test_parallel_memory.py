@@ -241,7 +241,8 @@ def _local_rows(rows: int, world: int, rank: int) -> tuple[int, int]:
 def test_memory_per_rank(sizes, world):
     batch = 4
     with fake_group(world) as mesh:
-        memory = tf.count(built("meta", lambda: mlp(sizes), mesh), input_size=(batch, sizes[0])).memory("adamw")
+        profile = tf.count(built("meta", lambda: mlp(sizes), mesh), input_size=(batch, sizes[0]))
+        memory = profile.memory("adamw")
         inference, training = tracker_peaks(lambda: sharded(mlp(sizes), mesh), (batch, sizes[0]),
                                             torch.optim.AdamW)
     # each weight (out x in) and bias (out): rank 0 holds ceil(out / world) rows of each, 4 bytes a value
@@ -260,7 +261,8 @@ def test_memory_of_the_issues_mlp_on_8_ranks():
     """256-1024-256 on 8 ranks with AdamW: sharded parameters 262,784 bytes (the eighth of
     525,568 values, 4 bytes each); the peaks equal FSDPMemTracker's to the byte."""
     with fake_group(8) as mesh:
-        memory = tf.count(built("fake", lambda: mlp((256, 1024, 256)), mesh), input_size=(4, 256)).memory("adamw")
+        profile = tf.count(built("fake", lambda: mlp((256, 1024, 256)), mesh), input_size=(4, 256))
+        memory = profile.memory("adamw")
         inference, training = tracker_peaks(lambda: sharded(mlp((256, 1024, 256)), mesh), (4, 256),
                                             torch.optim.AdamW)
     assert memory.params == 525_568 * 4 // 8 == 262_784
@@ -280,7 +282,8 @@ def test_the_trackers_optimizer_figure():
     step: its state once the step is over (its peak adds the step's own temporaries, 262,656
     bytes) is the hand derivation torchflops reports."""
     with fake_group(8) as mesh:
-        memory = tf.count(built("meta", lambda: mlp((256, 1024, 256)), mesh), input_size=(4, 256)).memory("adamw")
+        profile = tf.count(built("meta", lambda: mlp((256, 1024, 256)), mesh), input_size=(4, 256))
+        memory = profile.memory("adamw")
         with FakeTensorMode(allow_non_fake_inputs=True):
             with torch.device("meta"):
                 model = sharded(mlp((256, 1024, 256)), mesh)

@@ -90,7 +90,8 @@ def memory(profile: ProfileData, optimizer: Union[None, str, type] = None) -> Me
     padded = padded_bytes(fsdp_states(profile._modules.values()))
     gradients = sum(padded.get(id(p)) or _bytes(p) for p in trainable)
     make, per_parameter, counters = OPTIMIZERS[name] if name is not None else (None, 0, False)
-    state = per_parameter * sum(_bytes(p) for p in trainable) + (_step_counter_bytes() * len(trainable) if counters else 0)
+    state = per_parameter * sum(_bytes(p) for p in trainable) + (
+        _step_counter_bytes() * len(trainable) if counters else 0)
     storages = profile._storages
     activations, peak_inference, peak_training = storages.saved, storages.peak, storages.peak
     if profile._replay is not None:
