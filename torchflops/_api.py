@@ -21,6 +21,7 @@ from ._shortcuts import iter_tensors
 from ._storages import Storages
 from ._registry import Resolver, validate_overrides
 from ._render import Profile
+from ._sharded import Sharded, dtensor_standin, fsdp_states, is_dtensor
 
 __all__ = ["count", "profile", "ShapeOnlyError"]
 
@@ -217,9 +218,10 @@ def _refill(contents: _Contents) -> None:
 def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
     """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake);
     a DTensor's is a DTensor of the same mesh and placements around a stand-in of its shard."""
-    local = getattr(tensor, "_local_tensor", None)
-    if local is not None and type(tensor).__name__ == "DTensor":
-        return type(tensor)(_standin(local.detach(), device), tensor._spec, requires_grad=tensor.requires_grad)
+    if is_dtensor(tensor):
+        return dtensor_standin(tensor, torch.empty_strided(
+            tuple(tensor._local_tensor.shape), tuple(tensor._local_tensor.stride()), dtype=tensor.dtype,
+            device=device))
     out = torch.empty_strided(tuple(tensor.shape), tuple(tensor.stride()), dtype=tensor.dtype, device=device)
     if not (out.is_floating_point() or out.is_complex()):
         return out
@@ -322,6 +324,9 @@ class _Pass:
     device: torch.device
     resolver: Resolver
 
+    def sharded(self) -> Sharded:
+        return Sharded(fsdp_states(m for _, m in self.modules))
+
     def run(self, fake: bool) -> Profile:
         model = self.model
         with contextlib.ExitStack() as stack:
@@ -338,8 +343,12 @@ class _Pass:
                 replacements = _replacements(snapshot, self.device, fake)
                 try:
                     _substitute(snapshot, replacements)
-                    with Session(model, self.resolver, self.modules, keep_saved=False,
-                                 shape_only=self.device.type == "meta") as session:
+                    sharded = stack.enter_context(self.sharded())
+                    sharded.adopt()
+                    session = Session(model, self.resolver, self.modules, keep_saved=False,
+                                      shape_only=self.device.type == "meta")
+                    session.storages.resizable = sharded.resizable if sharded.states else None
+                    with session:
                         model(*args, **kw)
                 finally:
                     _restore(snapshot)
@@ -381,10 +390,13 @@ class _Pass:
                 replacements = _replacements(snapshot, self.device, fake or real, fresh=True)
                 try:
                     _substitute(snapshot, replacements)
+                    sharded = stack.enter_context(self.sharded())
+                    sharded.adopt()
                     trainable = [p for p in model.parameters() if p.requires_grad]
                     step = _warm_optimizer(optimizer, trainable) if train else None
                     session = Session(model, self.resolver, self.modules, keep_saved=train, shortcuts=False,
                                       whole_thread=train)
+                    session.storages.resizable = sharded.resizable if sharded.states else None
                     with session:
                         if step is not None:
                             session.storages.hold(iter_tensors(list(step.state.values())))
@@ -468,6 +480,7 @@ def count(model: nn.Module, *inputs: Any, input_size: Optional[SizeLike] = None,
     modules = list(model.named_modules())
     _check_parameters(modules, device)
     request = _Pass(model, modules, inputs, kwargs, sizes, dtype, device, resolver)
+    request.sharded().check()
 
     try:
         result = request.run(fake=False) if device.type != "meta" else _shape_only(request)
@@ -487,6 +500,8 @@ def _token_ids(error: BaseException) -> bool:
 
 
 def _shape_only(request: _Pass) -> Profile:
+    if request.sharded().states:
+        return request.run(fake=True)   # FSDP refuses meta parameters
     try:
         return request.run(fake=False)
     except Exception as error:  # noqa: BLE001 - retried below, then re-raised unchanged

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensor
 
+from ._sharded import is_dtensor
+
 __all__ = ["check_module", "check_function"]
 
 _CONV = nn.modules.conv._ConvNd
@@ -53,6 +55,10 @@ def check_module(module: nn.Module, args: tuple) -> None:
         return
     kind = type(module).__name__
     weight = module.weight
+    if is_dtensor(weight):
+        # a parallelised layer: its own pre-forward hooks, after this check, redistribute the input
+        # (tensor parallel) or put the unsharded weight in place, cast as the input was (FSDP)
+        return
     if x.dtype != weight.dtype and not _autocast():
         raise RuntimeError(f"{kind} expected an input of dtype {_dtype(weight)} (its weight's), got "
                            f"{_dtype(x)} (input of shape {_shape(x)}); a real pass raises here too")

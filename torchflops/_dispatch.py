@@ -224,20 +224,18 @@ class OpRecorder(TorchDispatchMode):
                 return NotImplemented
             if session.distributed.dtensor in types:
                 return self._dtensor_op(func, args, kwargs)
-            if session.distributed.propagating(args):
-                return func(*args, **kwargs)
         answer = _ANSWERS.get(func)
         out = answer(args, kwargs) if answer is not None else None
         if out is None:
             out = func(*args, **kwargs)
-        session = self._session
+        if session.distributed is not None and session.distributed.propagating(func, args, out):
+            return out      # not the model's work: DTensor working out placements
         if session.follows():
             session.on_outputs(_flat((out,), []))
         if session.inside():
             read, written = moved(func, args, kwargs, out)
             session.on_op(func, args, kwargs, out, read, written)
         return out
-
 
     def _dtensor_op(self, func, args: tuple, kwargs: dict) -> Any:
         """An operation on DTensors: its global shapes are the logical model's; the local

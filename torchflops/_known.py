@@ -31,10 +31,11 @@ geqrf ormqr
 
 # Namespaces whose operations do no arithmetic torchflops counts: decompositions, TorchScript's
 # attribute reads (``prim::device``, seen under FakeTensorMode and autocast), the profiler's
-# markers, collectives, and torchvision's detection helpers (but ``deform_conv2d``). Operations of
-# any other namespace (a user's ``torch.library`` op) are reported unless a formula counts them.
+# markers, collectives, FSDP2's copies in and out of its collectives' buffers, and torchvision's
+# detection helpers (but ``deform_conv2d``). Operations of any other namespace (a user's
+# ``torch.library`` op) are reported unless a formula counts them.
 _FREE_NAMESPACES = frozenset({"prims", "prim", "profiler", "_c10d_functional", "c10d",
-                              "c10d_functional", "_dtensor", "torchvision"})
+                              "c10d_functional", "_dtensor", "fsdp", "torchvision"})
 _COSTLY_QUALIFIED = frozenset({"torchvision::deform_conv2d"})
 
 

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ._profile import ProfileData
+from ._sharded import fsdp_states, local, padded_bytes
 from ._storages import storage_of
 
 __all__ = ["Memory", "memory", "OPTIMIZERS"]
@@ -66,6 +67,8 @@ def _distinct_bytes(tensors: Any) -> int:
 
 
 def _bytes(t: torch.Tensor) -> int:
+    """What this rank holds of ``t``: a DTensor's local shard."""
+    t = local(t)
     return t.numel() * t.element_size()
 
 
@@ -82,9 +85,13 @@ def memory(profile: ProfileData, optimizer: Union[None, str, type] = None) -> Me
         return found
     model: nn.Module = profile._model
     trainable = [p for p in model.parameters() if p.requires_grad]
-    gradients = sum(_bytes(p) for p in trainable)
+    # FSDP reduce-scatters gradients into its padded shards; an optimizer's state is made like the
+    # parameter, the local shard unpadded
+    padded = padded_bytes(fsdp_states(profile._modules.values()))
+    gradients = sum(padded.get(id(p)) or _bytes(p) for p in trainable)
     make, per_parameter, counters = OPTIMIZERS[name] if name is not None else (None, 0, False)
-    state = per_parameter * gradients + (_step_counter_bytes() * len(trainable) if counters else 0)
+    state = per_parameter * sum(_bytes(p) for p in trainable) + (
+        _step_counter_bytes() * len(trainable) if counters else 0)
     storages = profile._storages
     activations, peak_inference, peak_training = storages.saved, storages.peak, storages.peak
     if profile._replay is not None:

@@ -29,11 +29,14 @@ import torch
 from ._call import Call
 from ._dispatch import _flat, op_name
 from ._known import op_is_costly
+from ._sharded import is_dtensor, local
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._capture import RawCall, Session
 
 __all__ = ["Collective", "Ranks", "distributed_parameters"]
+
+_EMPTY_STRIDED = torch.ops.aten.empty_strided.default
 
 
 @dataclass(frozen=True)
@@ -58,17 +61,12 @@ class Collective:
 
 
 def distributed_parameters(model: torch.nn.Module) -> bool:
-    """Whether the model holds DTensor parameters (only looked for once DTensor is imported)."""
-    module = sys.modules.get("torch.distributed.tensor")
-    if module is None:
-        return False
-    dtensor = module.DTensor
-    return any(isinstance(p, dtensor) for p in model.parameters())
+    """Whether the model holds DTensor parameters."""
+    return "torch.distributed.tensor" in sys.modules and any(map(is_dtensor, model.parameters()))
 
 
 def local_numel(tensor: torch.Tensor) -> int:
-    local = getattr(tensor, "_local_tensor", None)
-    return (local if local is not None else tensor).numel()
+    return local(tensor).numel()
 
 
 def _group_size(value: Any) -> Optional[int]:
@@ -76,6 +74,8 @@ def _group_size(value: Any) -> Optional[int]:
     from torch.distributed import distributed_c10d as c10d
     if isinstance(value, str):
         return c10d._resolve_process_group(value).size()
+    if isinstance(value, torch.ScriptObject):     # c10d's operators take the group boxed
+        return c10d.ProcessGroup.unbox(value).size()
     size = getattr(value, "size", None)
     return size() if callable(size) else None
 
@@ -132,6 +132,7 @@ class Ranks:
         self.collectives: list[Collective] = []
         self.moved: dict[str, list[int]] = {}       # module name -> [read, written] of its local operations
         self._factors: dict[int, tuple[weakref.ref, int]] = {}    # tensor id -> (tensor, shard factor)
+        self._propagation: dict[int, weakref.ref] = {}             # tensors of DTensor's propagation
 
     # -- the logical model ---------------------------------------------------------------------------
     def mark(self, out: Any) -> None:
@@ -169,15 +170,28 @@ class Ranks:
                 self._factors[id(t)] = (weakref.ref(t), found)
         return found
 
-    def propagating(self, args: tuple) -> bool:
-        """Whether this operation is DTensor working out output placements on fake tensors."""
+    def propagating(self, func: Any, args: tuple, out: Any) -> bool:
+        """Whether this operation is DTensor working out output placements: it runs the operation
+        once on fake tensors of the global shapes, which it makes with ``empty_strided`` (in the
+        pass's own fake mode when there is one, else in a mode of its own)."""
         if not self.depth:
             return False
+        if func is _EMPTY_STRIDED:
+            self._mark_propagation(out)
+            return True
+        propagation = self._propagation
         fake = self._fake
         for a in args:
-            if isinstance(a, fake) and a.fake_mode is not self._fake_mode:
+            if isinstance(a, torch.Tensor) and (
+                    id(a) in propagation and propagation[id(a)]() is a
+                    or isinstance(a, fake) and a.fake_mode is not self._fake_mode):
+                self._mark_propagation(out)
                 return True
         return False
+
+    def _mark_propagation(self, out: Any) -> None:
+        for t in _flat((out,), []):
+            self._propagation[id(t)] = weakref.ref(t)
 
     def enter(self, func: Any, args: tuple, kwargs: dict) -> None:
         self.depth += 1

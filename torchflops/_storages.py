@@ -15,17 +15,21 @@ forward.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 import torch
+from torch import nn
+
+from ._sharded import local
 
 __all__ = ["Storages", "storage_of"]
 
 
 def storage_of(t: torch.Tensor) -> Any:
-    """The tensor's storage, or None for a tensor without one (sparse, nested)."""
+    """The tensor's storage, or None for a tensor without one (sparse, nested); a DTensor's is
+    its local shard's, what this rank holds."""
     try:
-        return t.untyped_storage()
+        return local(t).untyped_storage()
     except (RuntimeError, NotImplementedError):
         return None
 
@@ -34,10 +38,14 @@ class Storages:
     """Live and saved storages of one pass (or of several passes of one ``profile`` block)."""
 
     def __init__(self) -> None:
+        # FSDP frees and re-allocates its unsharded parameters in place (``storage.resize_``),
+        # which no operation announces: when set, this gives the tensors whose storages may be
+        # resized so, and their sizes are read again after each operation
+        self.resizable: Optional[Callable[[], Iterable[torch.Tensor]]] = None
         self.live = 0                # bytes of storages alive now
         self.peak = 0                # the most alive after any operation
         self.saved = 0               # bytes of distinct storages autograd saved (persistent excluded)
-        self._alive: dict[int, tuple[weakref.ref, int]] = {}
+        self._alive: dict[int, list] = {}      # id -> [weak reference, bytes counted]
         self._saved: dict[int, weakref.ref] = {}
         self._persistent: set[int] = set()     # parameters and buffers: never counted as saved
 
@@ -59,6 +67,8 @@ class Storages:
             storage = storage_of(t)
             if storage is not None:
                 self._track(storage)
+        if self.resizable is not None:
+            self._measure(self.resizable())
         if self.live > self.peak:
             self.peak = self.live
 
@@ -67,24 +77,32 @@ class Storages:
         known = self._alive.get(key)
         if known is not None and known[0]() is storage:
             return 0
-        size = storage.nbytes()
-        self._alive[key] = (weakref.ref(storage, self._freed(key, size)), size)
-        self.live += size
-        return size
+        entry = [None, storage.nbytes()]
+        entry[0] = weakref.ref(storage, self._freed(key, entry))
+        self._alive[key] = entry
+        self.live += entry[1]
+        return entry[1]
 
-    def _freed(self, key: int, size: int):
+    def _freed(self, key: int, entry: list):
         def callback(ref: weakref.ref) -> None:
-            known = self._alive.get(key)
-            if known is not None and known[0] is ref:
+            if self._alive.get(key) is entry:
                 del self._alive[key]
-            self.live -= size
+            self.live -= entry[1]
         return callback
+
+    def _measure(self, tensors: Iterable[torch.Tensor]) -> None:
+        for t in tensors:
+            storage = t.untyped_storage()
+            entry = self._alive.get(id(storage))
+            if entry is not None and entry[0]() is storage and storage.nbytes() != entry[1]:
+                self.live += storage.nbytes() - entry[1]
+                entry[1] = storage.nbytes()
 
     # -- what autograd saves ----------------------------------------------------------------------
     def save(self, t: torch.Tensor) -> int:
         """A tensor autograd saves: the bytes of its storage the first time that storage is saved."""
         storage = storage_of(t)
-        if storage is None or id(storage) in self._persistent:
+        if storage is None or id(storage) in self._persistent or _parameter(t):
             return 0
         known = self._saved.get(id(storage))
         if known is not None and known() is storage:
@@ -93,3 +111,9 @@ class Storages:
         size = storage.nbytes()
         self.saved += size
         return size
+
+
+def _parameter(t: torch.Tensor) -> bool:
+    """A parameter or a view of one. FSDP's unsharded parameters are made during the pass, after
+    the parameters the pass starts with are held, and are parameters all the same."""
+    return isinstance(t, nn.Parameter) or isinstance(t._base, nn.Parameter)
