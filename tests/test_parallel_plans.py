@@ -321,3 +321,52 @@ def test_the_group_does_not_leak_into_other_tests():
     prof = tf.count(nn.Linear(8, 4), input_size=(2, 8))
     # 2 x 8 x 4 = 64 MACs, 128 FLOPs: a plain count after the parallel tests
     assert (prof.total.macs, prof.total.flops) == (64, 128) and not dist.is_initialized()
+
+
+# -- the command line ---------------------------------------------------------------------------------
+def _llama_folder(tmp_path, **changes):
+    config = _llama_config(bos_token_id=0, eos_token_id=0)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    config.save_pretrained(tmp_path)
+    return f"hf:{tmp_path}"
+
+
+@pytest.mark.transformers
+@pytest.mark.parametrize("argv, message", [
+    (["--tp", "3"], "tp=3 does not divide num_attention_heads=8 of LlamaForCausalLM: each rank holds whole "
+                    "attention heads"),
+    (["--tp", "8", "--fsdp", "8"], "tp=8 does not divide num_key_value_heads=4 of LlamaForCausalLM: each rank "
+                                   "holds whole attention heads"),
+    (["--tp", "0"], "--tp must be >= 1, got 0"),
+    (["--fsdp", "-2"], "--fsdp must be >= 1, got -2"),
+    (["--tp", "2", "--generate", "4"], "--tp and --fsdp count one rank shape-only; they cannot be combined with "
+                                       "--generate"),
+    (["--fsdp", "2", "--format", "csv"], "--tp and --fsdp count one rank shape-only; they cannot be combined with "
+                                         "--format csv"),
+])
+def test_cli_bad_parallel_options_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    from torchflops._cli import main
+
+    assert main([_llama_folder(tmp_path), *argv]) == 2
+    assert capsys.readouterr().err == f"torchflops: error: {message}\n"
+
+
+@pytest.mark.transformers
+def test_cli_intermediate_size_that_tp_does_not_divide(tmp_path, capsys):
+    from torchflops._cli import main
+
+    assert main([_llama_folder(tmp_path, intermediate_size=102), "--tp", "4"]) == 2
+    assert capsys.readouterr().err == ("torchflops: error: tp=4 does not divide model.layers.0.mlp.gate_proj's "
+                                       "out_features=102 (ColwiseParallel shards it)\n")
+
+
+def test_cli_tensor_parallel_of_a_cnn_has_no_standard_plan(capsys):
+    from torchflops._cli import main
+
+    assert main(["resnet18", "--tp", "2"]) == 2
+    assert capsys.readouterr().err == (
+        "torchflops: error: no standard tensor-parallel plan for ResNet: its layer conv1 (Conv2d) has neither "
+        "q/k/v/o and gate/up/down projections nor GPT-2's c_attn/c_proj/c_fc; pass plan={module name: "
+        "ColwiseParallel() or RowwiseParallel(), ...}\n")
+    assert not dist.is_initialized()
