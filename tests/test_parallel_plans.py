@@ -71,11 +71,15 @@ def test_an_existing_group_of_the_same_size_is_used_and_left_in_place():
     from torch.testing._internal.distributed.fake_pg import FakeStore
 
     dist.init_process_group("fake", store=FakeStore(), rank=0, world_size=4)
+    groups = dist.distributed_c10d._world.pg_map
     try:
         group = dist.group.WORLD
         with tf.parallel(tp=4) as par:
             assert dist.group.WORLD is group and par.mesh.mesh_dim_names == ("tp",)
         assert dist.is_initialized() and dist.group.WORLD is group
+        with tf.parallel(tp=2, fsdp=2) as par:      # a 2-D mesh makes subgroups of the user's group
+            assert len(groups) == 3
+        assert list(groups) == [group]
         with pytest.raises(ValueError, match="a process group of 4 ranks is already set up; the plan needs 8"):
             with tf.parallel(tp=8):
                 pass

@@ -366,7 +366,10 @@ class Parallel:
         return planned
 
     def count(self, model: nn.Module, *inputs: Any, **options: Any) -> Profile:
-        """``count`` (same inputs and options) of the planned copy of ``model``."""
+        """``count`` (same inputs and options) of the planned copy of ``model``, shape-only."""
+        if str(options.get("device", "meta")) != "meta":
+            raise ValueError(f"Parallel.count counts a copy of the model without weights, shape-only; drop "
+                             f"device={options['device']!r}")
         return count(self.apply(model), *inputs, **options)
 
 
@@ -382,5 +385,14 @@ def parallel(*, tp: int = 1, fsdp: int = 1, plan: Optional[Mapping[str, Parallel
     checked = _check_plan(plan)
     if checked is not None and tp == 1:
         raise ValueError("plan= is a tensor-parallel plan; give tp= greater than 1")
-    with fake_group(tp * fsdp):
-        yield Parallel(tp, fsdp, _mesh(tp, fsdp), checked)
+    with fake_group(tp * fsdp) as ours:
+        mesh = _mesh(tp, fsdp)
+        try:
+            yield Parallel(tp, fsdp, mesh, checked)
+        finally:
+            if not ours:
+                # the user's group stays; the mesh's own subgroups of it (a 2-D mesh's rows and
+                # columns) go with the block
+                for group in dict.fromkeys(mesh.get_group(d) for d in range(mesh.ndim)):
+                    if group is not dist.group.WORLD:
+                        dist.destroy_process_group(group)
