@@ -251,7 +251,7 @@ def _check_divisible(model: nn.Module, plan: dict[str, ParallelStyle], tp: int) 
                              "holds whole attention heads")
     vocabulary = set(_embeddings(model))     # its rows may split unevenly
     for pattern, style in plan.items():
-        matched = _matches(pattern, names)
+        matched = [pattern] if pattern in modules else _matches(pattern, names)
         if not matched:
             close = difflib.get_close_matches(pattern, names, n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
