@@ -58,6 +58,7 @@ _EXPORTS = {
     "Memory": "_memory",
     "parallel": "_parallel",
     "Parallel": "_parallel",
+    "Collective": "_ranks",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -215,7 +215,11 @@ def _refill(contents: _Contents) -> None:
 
 # -- stand-ins -------------------------------------------------------------------------------------
 def _standin(tensor: torch.Tensor, device: str) -> torch.Tensor:
-    """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake)."""
+    """A tensor of the same shape, dtype and requires_grad, without storage (meta) or data (fake);
+    a DTensor's is a DTensor of the same mesh and placements around a stand-in of its shard."""
+    local = getattr(tensor, "_local_tensor", None)
+    if local is not None and type(tensor).__name__ == "DTensor":
+        return type(tensor)(_standin(local.detach(), device), tensor._spec, requires_grad=tensor.requires_grad)
     out = torch.empty_strided(tuple(tensor.shape), tuple(tensor.stride()), dtype=tensor.dtype, device=device)
     if not (out.is_floating_point() or out.is_complex()):
         return out
@@ -348,7 +352,8 @@ class _Pass:
         replay = partial(_Pass.replay, replace(self, device=torch.device("meta")),
                          fake or session.host_autocast, session.answered_from_shapes)
         return Profile(model, session.raw, session.spans, meta=meta, modules=self.modules,
-                       storages=session.storages, forward_exact=exact, replay=replay, moe=session.moe)
+                       storages=session.storages, forward_exact=exact, replay=replay, moe=session.moe,
+                       ranks=session.distributed)
 
     def replay(self, fake: bool, real: bool, optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
                train: bool) -> Storages:

@@ -37,6 +37,7 @@ from ._checks import check_function, check_module
 from ._dispatch import OpRecorder, kernel_bytes, op_name
 from ._known import op_is_costly
 from ._moe import MoE, resolve
+from ._ranks import Ranks, distributed_parameters
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 from ._storages import Storages
@@ -62,6 +63,7 @@ class RawCall:
     written: int = 0
     saved: int = 0                  # bytes of storages autograd saved first in this call
     output: int = 0                 # bytes its outputs span
+    scale: int = 1                  # times the logical model does it (work on shards of a plan, ``_ranks``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,9 +240,13 @@ class Session:
         self.span_marks: list[tuple[Any, Any, int]] = []
         self._starts: list[tuple[Any, int]] = []
         self._seen = 0               # functional calls the mode saw (counted when clocked)
+        # a model with DTensor parameters: what this rank runs on its shards, kept apart
+        self.distributed: Optional[Ranks] = None
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
+        if self.clock is None and distributed_parameters(self.model):
+            self.distributed = Ranks(self)
         for name, module in self._modules:
             for key, child in module._modules.items():
                 if child is not None:
@@ -250,6 +256,10 @@ class Session:
                 self._known[id(module)] = (name, None)
                 continue
             formula, moe = resolve(module, self.resolver.for_module(module))
+            if self.distributed is not None and moe is None:
+                # a module formula reads its global sizes off the module, while the plan's hooks
+                # hand it local tensors: its functional calls, on DTensors, count it instead
+                formula = None
             self._known[id(module)] = (name, formula)
             if moe is not None:
                 self.moe.append((name, module, moe))
@@ -260,8 +270,15 @@ class Session:
                     self._forwards.append((module, vars(module).get("forward")))
                     vars(module)["forward"] = partial(moe.standin(), module)
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
-            self._handles.append(nn.modules.module.register_module_forward_hook(
-                self._post, with_kwargs=True, always_call=True))
+            if self.distributed is None:
+                self._handles.append(nn.modules.module.register_module_forward_hook(
+                    self._post, with_kwargs=True, always_call=True))
+            else:
+                # a plan's output hooks (a row-wise layer's all-reduce, FSDP's reshard) run after
+                # global hooks: the call ends after them, in a hook of the module's own, put last
+                for _, module in self._modules:
+                    self._handles.append(module.register_forward_hook(
+                        self._post, with_kwargs=True, always_call=True))
             self._mode = _FunctionMode(self)
             self._mode.__enter__()
             if self.clock is None:      # a clocked pass times the model, it records no facts
@@ -336,7 +353,8 @@ class Session:
         self._op_record = None
         self._stack.append((module, name, len(self.raw), sys.exc_info()[1], self.read, self.written,
                             self.storages.saved))
-        check_module(module, args)      # on the stack already, so its error is noted on it
+        if self.distributed is None:    # a plan's input hooks have not made its DTensors yet
+            check_module(module, args)  # on the stack already, so its error is noted on it
         if self._claim:
             self._claim += 1
         elif known[1] is not None:
@@ -449,10 +467,13 @@ class Session:
         self._op_record = None
         with _OWN_CODE():
             output_bytes = kernel_bytes((), {}, out)[1]
+        scale = 1
+        if self.distributed is not None:
+            scale = self.distributed.factor(list(iter_tensors((args, kwargs))))
         self.raw.append(RawCall(self._stack[-1][1], _function_name(func), None, formula,
                                 self._describe(args, kwargs, out, self._is_parameter),
                                 self.read - read, self.written - written,
-                                self.storages.saved - saved, output_bytes))
+                                self.storages.saved - saved, output_bytes, scale))
         if end is not None:
             self.marks.append((start, end))
 
@@ -493,7 +514,18 @@ class Session:
         self.written += written
 
     def on_op(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any,
-              read: int, written: int) -> None:
+              read: int, written: int, local: bool = True) -> None:
+        """One ATen operation inside the model. On a model with DTensor parameters, a ``local``
+        (plain) operation is also this rank's work, and one that runs for a DTensor operation
+        is the rank's only: the DTensor operation stands for it in the logical model."""
+        ranks = self.distributed
+        scale = 1
+        if ranks is not None and local:
+            ranks.on_local(func, args, kwargs, out, read, written, self._current_name())
+            if ranks.depth:
+                return
+            scale = ranks.propagate(args, kwargs, out)
+            read, written = read * scale, written * scale
         self.read += read
         self.written += written
         self._op_record = None
@@ -512,11 +544,34 @@ class Session:
         with _OWN_CODE():
             call = self._describe(args, kwargs, out, self._is_parameter)
         self._op_record = len(self.raw)
-        self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written, 0, written))
+        self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written, 0, written, scale))
 
     def _describe(self, args: tuple, kwargs: dict, output: Any,
                   parameter: Callable[[torch.Tensor], bool]) -> Call:
         return Call(*(describe(part, self._tracker, parameter) for part in (args, kwargs, output)))
+
+    # -- what ``Ranks`` asks of the session ---------------------------------------------------------
+    def _current_name(self) -> str:
+        name = self._stack[-1][1]
+        return (_graph_node_name(self._graphs) or name) if self._graphs else name
+
+    def current_module(self) -> nn.Module:
+        return self._stack[-1][0]
+
+    def needs_grad(self, tensor: torch.Tensor) -> bool:
+        return self._tracker(tensor)
+
+    def is_parameter(self, tensor: torch.Tensor) -> bool:
+        return self._is_parameter(tensor)
+
+    def describe_call(self, args: tuple, kwargs: dict, output: Any, needs_grad: Callable[[torch.Tensor], bool],
+                      parameter: Callable[[torch.Tensor], bool]) -> Call:
+        with _OWN_CODE():
+            return Call(*(describe(part, needs_grad, parameter) for part in (args, kwargs, output)))
+
+    @staticmethod
+    def raw_call(name: str, op: str, formula: Optional[Formula], call: Call, read: int, written: int) -> RawCall:
+        return RawCall(name, op, None, formula, call, read, written, 0, written)
 
     def _is_parameter(self, tensor: torch.Tensor) -> bool:
         """A parameter of the model, or a view of one (``self.weight.t()``)."""

@@ -213,9 +213,19 @@ class OpRecorder(TorchDispatchMode):
     def __init__(self, session: Session) -> None:
         super().__init__()
         self._session = session
+        self._delegate = False      # the next DTensor operation is handed to DTensor itself
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        session = self._session
+        if session.distributed is not None:
+            if self._delegate:
+                self._delegate = False
+                return NotImplemented
+            if session.distributed.dtensor in types:
+                return self._dtensor_op(func, args, kwargs)
+            if session.distributed.propagating(args):
+                return func(*args, **kwargs)
         answer = _ANSWERS.get(func)
         out = answer(args, kwargs) if answer is not None else None
         if out is None:
@@ -228,3 +238,23 @@ class OpRecorder(TorchDispatchMode):
             session.on_op(func, args, kwargs, out, read, written)
         return out
 
+
+    def _dtensor_op(self, func, args: tuple, kwargs: dict) -> Any:
+        """An operation on DTensors: its global shapes are the logical model's; the local
+        operations DTensor runs for it (on this rank's shards, with the collectives it needs) come
+        back through this mode, re-entered, as plain operations of the rank."""
+        session = self._session
+        ranks = session.distributed
+        ranks.enter(func, args, kwargs)
+        self._delegate = True
+        try:
+            with self:
+                out = func(*args, **kwargs)
+        finally:
+            self._delegate = False
+            ranks.exit()
+        ranks.mark(out)
+        if session.inside() and not ranks.depth:
+            read, written = moved(func, args, kwargs, out)
+            session.on_op(func, args, kwargs, out, read, written, local=False)
+        return out

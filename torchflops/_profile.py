@@ -12,6 +12,7 @@ from ._call import Call
 from ._capture import RawCall, Span
 from ._counts import SUMMED, ZERO, Counts
 from ._moe import MoE
+from ._ranks import Collective, Ranks, local_numel
 from ._storages import Storages
 
 __all__ = ["Record", "ProfileData", "UnsupportedError", "UnsupportedWarning"]
@@ -53,6 +54,8 @@ def _record(raw: RawCall) -> Record:
     call = raw.call
     inputs = call.input_tensors()
     counts = raw.formula(raw.module, call) if raw.module is not None else raw.formula(call)
+    if raw.scale != 1:
+        counts = Counts(**{f: getattr(counts, f) * raw.scale for f in SUMMED})
     counts = counts.replace(bytes_read=raw.read, bytes_written=raw.written)
     if raw.module is not None:
         counts = counts.replace(params=_numel(raw.module.parameters()))
@@ -79,7 +82,8 @@ class ProfileData:
                  meta: Optional[dict[str, Any]] = None,
                  modules: Optional[list[tuple[str, nn.Module]]] = None,
                  moe: Sequence[tuple[str, nn.Module, MoE]] = (), storages: Optional[Storages] = None,
-                 forward_exact: bool = True, replay: Optional[Callable[..., Storages]] = None) -> None:
+                 forward_exact: bool = True, replay: Optional[Callable[..., Storages]] = None,
+                 ranks: Optional[Ranks] = None) -> None:
         self._model = model
         self._modules = dict(modules if modules is not None else model.named_modules())
         self._aliases: Optional[dict[str, nn.Module]] = None     # every name of every module
@@ -88,11 +92,14 @@ class ProfileData:
         # not follow exactly) and returns its storages
         self._replay = replay
         self._forward_exact = forward_exact
-        self._load(raw, spans, moe, storages)
+        self._load(raw, spans, moe, storages, ranks)
 
     def _load(self, raw: list[RawCall], spans: list[Span], moe: Sequence[tuple[str, nn.Module, MoE]] = (),
-              storages: Optional[Storages] = None) -> None:
+              storages: Optional[Storages] = None, ranks: Optional[Ranks] = None) -> None:
         """Apply the formulas to captured calls (``profile`` loads again when its block ends)."""
+        self._ranks = ranks
+        self._rank_records = [_record(r) for r in ranks.raw if r.formula is not None] if ranks else []
+        self._rank_total: Optional[Counts] = None
         self._storages = storages if storages is not None else Storages()
         self._memory: dict[Any, Any] = {}          # Memory by optimizer, made when asked
         counted = [_record(r) if r.formula is not None else None for r in raw]
@@ -112,7 +119,7 @@ class ProfileData:
                              sum(s.written for s in spans if s.depth == 0))
         self.unsupported: dict[str, int] = {}
         self._unsupported_in: dict[str, list[str]] = {}     # where each was called
-        for r in raw:
+        for r in list(raw) + (ranks.raw if ranks is not None else []):
             if r.formula is None:
                 self.unsupported[r.type] = self.unsupported.get(r.type, 0) + 1
                 places = self._unsupported_in.setdefault(r.type, [])
@@ -147,6 +154,49 @@ class ProfileData:
         """Parameters one token uses: every shared weight and ``top_k`` experts of each
         mixture-of-experts block (``total.params`` for a dense model)."""
         return self.total.params - self._inactive
+
+    # -- one rank of a parallel plan -------------------------------------------------------------------
+    @property
+    def distributed(self) -> bool:
+        """Whether the model ran with DTensor parameters (a parallel plan)."""
+        return self._ranks is not None
+
+    @property
+    def rank_total(self) -> Counts:
+        """What this rank computes on its local shards of a model with DTensor parameters: the
+        local ATen operations DTensor runs (matmul-like work, pooling comparisons, the bytes of
+        every local operation) and its local parameters. Elementwise work is counted on the
+        logical model only (``total``). Equal to ``total``'s work for a model on one device."""
+        if self._ranks is None:
+            return self.total.replace(elementwise_flops=0)
+        if self._rank_total is None:
+            work = sum((r.counts for r in self._rank_records), ZERO)
+            read = sum(m[0] for m in self._ranks.moved.values())
+            written = sum(m[1] for m in self._ranks.moved.values())
+            self._rank_total = work.replace(params=sum(map(local_numel, self._model.parameters())),
+                                            bytes_read=read, bytes_written=written)
+        return self._rank_total
+
+    def rank_module(self, name: str) -> Counts:
+        """``rank_total`` of the work inside module ``name`` (by qualified path), with its local
+        parameters."""
+        if not isinstance(name, str):
+            raise TypeError(f"rank_module() takes a qualified module name (str), got {type(name).__name__}")
+        if name == "" or self._ranks is None:
+            counts = self.module(name) if self._ranks is None else self.rank_total
+            return counts.replace(elementwise_flops=0) if self._ranks is None else counts
+        module = self._named(name)
+        prefix = name + "."
+        inside = lambda n: n == name or n.startswith(prefix)  # noqa: E731
+        work = sum((r.counts for r in self._rank_records if inside(r.name)), ZERO)
+        moved = [m for n, m in self._ranks.moved.items() if inside(n)]
+        return work.replace(params=sum(map(local_numel, module.parameters())),
+                            bytes_read=sum(m[0] for m in moved), bytes_written=sum(m[1] for m in moved))
+
+    @property
+    def collectives(self) -> list[Collective]:
+        """The collectives of the counted forward, in order, as this rank joins them."""
+        return list(self._ranks.collectives) if self._ranks is not None else []
 
     def module(self, name: str) -> Counts:
         """Counts of every call of the module at qualified ``name`` (``""`` is the whole model):

@@ -13,6 +13,7 @@ from tabulate import tabulate, tabulate_formats
 from ._counts import FIELDS, ZERO, Counts
 from ._display import Displayable, Shown, Table
 from ._profile import OUTSIDE, ProfileData, Record, Shape
+from ._ranks import Collective
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -246,7 +247,14 @@ def to_dict(profile: ProfileData) -> dict[str, Any]:
         "total": profile.total.as_dict(),
         "active_params": profile.active_params,
         "unsupported": dict(profile.unsupported),
+        **({"rank_total": profile.rank_total.as_dict(),
+            "collectives": [_collective_dict(c) for c in profile.collectives]} if profile.distributed else {}),
     }
+
+
+def _collective_dict(c: Collective) -> dict[str, Any]:
+    return {"kind": c.kind, "module": c.module, "bytes": c.bytes, "group_size": c.group_size,
+            "dtype": str(c.dtype).removeprefix("torch."), "shape": list(c.shape), "op": c.op}
 
 
 def to_json(profile: ProfileData, indent: Optional[int] = 2) -> str:
