@@ -9,6 +9,13 @@ replicated) and ``fully_shard`` (``Shard(0)`` on the data-parallel mesh).
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -17,10 +24,14 @@ from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.debug import CommDebugMode
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
 
-from hf import build, transformers
+from hf import V5, build, flop_counter, transformers
 
 import torchflops as tf
 from torchflops import _parallel
+
+
+# CommDebugMode's module tracker hooks the backward of Hugging Face modules, whose outputs are dataclasses
+pytestmark = pytest.mark.filterwarnings("ignore:For backward hooks to be called:UserWarning")
 
 
 @pytest.fixture(autouse=True)
@@ -33,11 +44,11 @@ def no_group_left_behind():
     assert not leaked, "a test left a process group behind"
 
 
-def _llama_config(cls=transformers.LlamaConfig, tp: int = 1, **extra):
+def _llama_config(cls=transformers.LlamaConfig, tp: int = 1, kv_heads: int = 4, **extra):
     """A 2-layer model; with ``tp`` the hand-sharded equivalent of one rank: heads, key/value heads,
     intermediate size and vocabulary divided by tp, hidden size and head_dim kept."""
     return cls(hidden_size=64, intermediate_size=128 // tp, num_attention_heads=8 // tp,
-               num_key_value_heads=4 // tp, head_dim=8, num_hidden_layers=2, vocab_size=128 // tp, **extra)
+               num_key_value_heads=kv_heads // tp, head_dim=8, num_hidden_layers=2, vocab_size=128 // tp, **extra)
 
 
 def _local_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -103,13 +114,16 @@ def test_bad_arguments_are_refused_before_a_group_exists(options, message):
 
 
 # -- tensor parallel: Llama, Mistral, Qwen2 -------------------------------------------------------
+FAMILIES = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
+            "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
+            "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}
+
+
 @pytest.mark.transformers
-@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2"])
+@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("tp", [2, 4])
 def test_tensor_parallel_shards_like_the_hand_sharded_model(family, tp):
-    config_cls, model_cls = {"llama": (transformers.LlamaConfig, transformers.LlamaForCausalLM),
-                             "mistral": (transformers.MistralConfig, transformers.MistralForCausalLM),
-                             "qwen2": (transformers.Qwen2Config, transformers.Qwen2ForCausalLM)}[family]
+    config_cls, model_cls = FAMILIES[family]
     model = build(_llama_config(config_cls), model_cls)
     hand = build(_llama_config(config_cls, tp), model_cls)
     with tf.parallel(tp=tp) as par:
@@ -126,6 +140,40 @@ def test_tensor_parallel_shards_like_the_hand_sharded_model(family, tp):
     # vocabulary-parallel embedding and head: rows of the vocabulary
     assert placements["model.embed_tokens.weight"] == placements["lm_head.weight"] == (Shard(0),)
     assert placements[layer + "input_layernorm.weight"] is None and placements["model.norm.weight"] is None
+
+
+# transformers 4 opens torch.autocast on the input's device type, which meta tensors refuse: the pass
+# runs under FakeTensorMode, where DTensor's sharding propagation computes on the pass's own fake mode
+# and its global-shape operations of the first layer are taken for the rank's (Llama, Qwen2)
+_FAKE_PASS = pytest.mark.xfail(not V5, strict=True, reason="sharding propagation counted as rank work "
+                                                           "in a FakeTensorMode pass")
+
+
+@pytest.mark.transformers
+@pytest.mark.parametrize("family, tp, kv_heads", [
+    pytest.param(f, tp, kv, marks=() if f == "mistral" else _FAKE_PASS)
+    for f, tp, kv in [(f, tp, 4) for f in FAMILIES for tp in (2, 4)] + [("llama", 8, 8)]])
+def test_one_rank_computes_what_the_hand_sharded_model_computes(family, tp, kv_heads):
+    config_cls, model_cls = FAMILIES[family]
+    model = build(_llama_config(config_cls, kv_heads=kv_heads), model_cls)
+    hand = build(_llama_config(config_cls, tp, kv_heads), model_cls, device="cpu")
+    forward, backward = flop_counter(hand, {"input_ids": torch.zeros(1, 16, dtype=torch.long)})
+    with tf.parallel(tp=tp) as par:
+        prof = par.count(model, input_size=(1, 16), dtype=torch.long)
+        unsharded = tf.count(model, input_size=(1, 16), dtype=torch.long)
+        real = _parallel.plan_in_place(build(_llama_config(config_cls, kv_heads=kv_heads), model_cls, device="cpu"),
+                                       par.mesh, tp, 1, None)
+        comm = _comm_counts(lambda: real(input_ids=torch.zeros(1, 16, dtype=torch.long)))
+    assert (prof.rank_total.flops, prof.rank_total.backward_flops) == (forward, backward)
+    assert prof.total.flops == unsharded.total.flops and prof.total.params == unsharded.total.params
+    assert prof.rank_total.params == sum(p.numel() for p in hand.parameters())
+    # CommDebugMode on the plan put on a CPU model: an all-reduce per row-parallel layer (2 x 2) and the embedding's
+    assert Counter(c.kind for c in prof.collectives) == Counter(comm) == {"all_reduce": 5}
+    # each reduces a 1x16x64 float32 activation (4,096 bytes); a ring sends 2 (tp - 1) / tp of it
+    assert {c.bytes for c in prof.collectives} == {2 * (tp - 1) * 4096 // tp}
+    assert [c.module for c in prof.collectives] == ["model.embed_tokens", "model.layers.0.self_attn.o_proj",
+                                                    "model.layers.0.mlp.down_proj", "model.layers.1.self_attn.o_proj",
+                                                    "model.layers.1.mlp.down_proj"]
 
 
 @pytest.mark.transformers
@@ -193,6 +241,19 @@ def test_gpt2_conv1d_is_sharded_on_its_out_dimension_and_the_head_stays_tied():
     assert shapes[block + "attn.c_proj.bias"] == (64,) and placements[block + "attn.c_proj.bias"] == (Replicate(),)
     # 101 vocabulary rows chunked over 4 ranks: rank 0 holds ceil(101 / 4) = 26; positions replicated
     assert shapes["transformer.wte.weight"] == (26, 64) and shapes["transformer.wpe.weight"] == (32, 64)
+
+
+@pytest.mark.transformers
+def test_one_gpt2_rank_computes_its_shards():
+    model = _gpt2()
+    with tf.parallel(tp=4) as par:
+        prof = par.count(model, input_size=(1, 16), dtype=torch.long)
+    # per token and block, at the local shapes above: c_attn 64 x 48, attn.c_proj 16 x 64, c_fc 64 x 64,
+    # mlp.c_proj 64 x 64 = 12,288 MACs; the head's 26 local vocabulary rows 64 x 26 = 1,664;
+    # attention on 2 local heads of 8: (q k^T + weights v) 2 x 2 x 16 x 16 x 8 = 8,192 per block
+    macs = 16 * (2 * 12_288 + 1_664) + 2 * 8_192
+    assert prof.rank_total.macs == macs == 436_224
+    assert Counter(c.kind for c in prof.collectives) == {"all_reduce": 5}
 
 
 @pytest.mark.transformers
@@ -374,3 +435,34 @@ def test_cli_tensor_parallel_of_a_cnn_has_no_standard_plan(capsys):
         "q/k/v/o and gate/up/down projections nor GPT-2's c_attn/c_proj/c_fc; pass plan={module name: "
         "ColwiseParallel() or RowwiseParallel(), ...}\n")
     assert not dist.is_initialized()
+
+
+@pytest.mark.transformers
+def test_cli_prints_one_rank_beside_the_whole_model(tmp_path, capsys):
+    from torchflops._cli import main
+
+    folder = _llama_folder(tmp_path)
+    hand = build(_llama_config(tp=4), transformers.LlamaForCausalLM, device="cpu")
+    forward, backward = flop_counter(hand, {"input_ids": torch.zeros(1, 16, dtype=torch.long)})
+    assert main([folder, "--seq-len", "16", "--tp", "4", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["parallel"] == {"tp": 4, "fsdp": 1, "world_size": 4, "mesh": {"tp": 4}, "plan": "standard"}
+    assert (data["rank_total"]["flops"], data["rank_total"]["backward_flops"]) == (forward, backward)
+    assert main([folder, "--seq-len", "16", "--tp", "4"]) == 0
+    text = capsys.readouterr().out
+    # the rank's FLOPs and the five all-reduces of 2 x 3/4 x 4,096 bytes: 30,720
+    assert "rank 0 of 4 (mesh tp=4, the standard plan)" in text
+    assert re.search(rf"^FLOPs +{data['total']['flops'] / 1e6:.2f} M +{forward / 1e3:.2f} K$", text, re.M)
+    assert re.search(r"^all_reduce +4 +5 +30,720 +30.00 KiB$", text, re.M)
+    assert not dist.is_initialized()
+
+
+def test_the_readme_example_prints_what_it_says():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("\n## Parallel plans\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    expected = [line[2:] for line in code.splitlines() if line.startswith("# ")]
+    assert printed.getvalue().splitlines() == expected

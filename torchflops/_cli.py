@@ -467,7 +467,7 @@ def _parallel_report(prof: Any, args: argparse.Namespace) -> str:
 
     text = _report(prof, args)
     if args.format == "json":
-        return json.dumps({**json.loads(text), "parallel": rank_dict(prof, args.parallel)}, indent=2)
+        return json.dumps({**json.loads(text), "parallel": rank_dict(args.parallel)}, indent=2)
     memory = prof.memory(args.optimizer) if args.memory else None
     return text + "\n\n" + rank_summary(prof, args.parallel, memory, args.optimizer)
 

@@ -12,8 +12,8 @@ from ._render import binary, human, memory_summary
 __all__ = ["rank_summary", "rank_dict", "collective_rows"]
 
 _WORK = (("params", "params"), ("flops", "FLOPs"), ("backward_flops", "backward FLOPs"))
-_CONVENTION = ("what this rank sends, ring algorithms: all-gather and reduce-scatter (N-1)/N of the full "
-               "tensor, all-reduce twice that")
+_CONVENTION = ("bytes sent by this rank, ring algorithms: all-gather and reduce-scatter (N-1)/N of the "
+               "full tensor, all-reduce twice that")
 
 
 def collective_rows(profile: ProfileData) -> list[dict[str, Any]]:
@@ -28,15 +28,18 @@ def collective_rows(profile: ProfileData) -> list[dict[str, Any]]:
 
 
 def _heading(parallel: Any) -> str:
+    import torch.distributed as dist
+
     mesh = " x ".join(f"{name}={size}" for name, size in zip(parallel.mesh.mesh_dim_names, parallel.mesh.shape))
-    plan = "the standard plan" if parallel.plan is None else "plan given"
-    return f"one rank of {parallel.world_size} (mesh {mesh}, {plan}), per forward pass"
+    plan = "the standard plan" if parallel.plan is None else "the plan given"
+    return f"rank {dist.get_rank()} of {parallel.world_size} (mesh {mesh}, {plan})"
 
 
-def rank_dict(profile: ProfileData, parallel: Any) -> dict[str, Any]:
-    """The mesh, this rank's counts and its collectives as exact integers (the CLI's JSON)."""
+def rank_dict(parallel: Any) -> dict[str, Any]:
+    """The mesh, for the CLI's JSON (whose ``rank_total`` and ``collectives`` say what the rank does)."""
     return {"tp": parallel.tp, "fsdp": parallel.fsdp, "world_size": parallel.world_size,
-            "rank_total": profile.rank_total.as_dict(), "collectives": collective_rows(profile)}
+            "mesh": dict(zip(parallel.mesh.mesh_dim_names, map(int, parallel.mesh.shape))),
+            "plan": "standard" if parallel.plan is None else "given"}
 
 
 def rank_summary(profile: ProfileData, parallel: Any, memory: Any = None, optimizer: Optional[str] = None) -> str:
@@ -44,14 +47,13 @@ def rank_summary(profile: ProfileData, parallel: Any, memory: Any = None, optimi
     then its memory when given."""
     rank = profile.rank_total
     collectives = collective_rows(profile)
-    work = tabulate([[label, human(getattr(profile.total, field)), human(getattr(rank, field))]
-                     for field, label in _WORK],
-                    headers=(_heading(parallel), "whole model", "one rank"), disable_numparse=True,
-                    colalign=("left", "right", "right"))
+    work = _heading(parallel) + "\n" + tabulate(
+        [[label, human(getattr(profile.total, field)), human(getattr(rank, field))] for field, label in _WORK],
+        headers=("", "whole model", "this rank"), disable_numparse=True, colalign=("left", "right", "right"))
     if collectives:
         sent = tabulate([[r["kind"], r["group_size"], r["calls"], f"{r['bytes']:,}", binary(r["bytes"])]
                          for r in collectives],
-                        headers=("collective", "ranks", "calls", "bytes sent", "binary units"),
+                        headers=("collectives of the forward", "ranks", "calls", "bytes sent", "binary units"),
                         disable_numparse=True, colalign=("left", "right", "right", "right", "right"))
         sent += "\n" + _CONVENTION
     else:
