@@ -319,6 +319,22 @@ def test_both_on_a_2d_mesh():
     assert counts["_allgather_base_"] == 3 and counts["all_reduce"] == 5
 
 
+@pytest.mark.transformers
+def test_64_ranks_as_8_by_8():
+    model = build(_llama_config(kv_heads=8), transformers.LlamaForCausalLM)
+    with tf.parallel(tp=8, fsdp=8) as par:
+        assert dist.get_world_size() == 64 and tuple(par.mesh.shape) == (8, 8)
+        shapes = _local_shapes(par.apply(model))
+        with pytest.raises(ValueError, match="Parallel.count counts a copy of the model without weights, "
+                                             "shape-only; drop device='cpu'"):
+            par.count(model, input_size=(1, 16), dtype=torch.long, device="cpu")
+    # q_proj (64, 64): 8 rows per tp rank, 1 per dp rank; down_proj (64, 128): 16 columns, 8 rows;
+    # the 128-row embedding: 16 per tp rank, 2 per dp rank; a norm (64,): 8
+    assert shapes["model.layers.0.self_attn.q_proj.weight"] == (1, 64)
+    assert shapes["model.layers.0.mlp.down_proj.weight"] == (8, 16)
+    assert shapes["model.embed_tokens.weight"] == (2, 64) and shapes["model.norm.weight"] == (8,)
+
+
 # -- an MLP with a plan of the user's ---------------------------------------------------------------
 def test_an_mlp_with_its_own_plan_over_8_ranks():
     model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 64))
