@@ -56,6 +56,8 @@ _EXPORTS = {
     "calibrate": "_hardware",
     "Estimate": "_roofline",
     "Memory": "_memory",
+    "parallel": "_parallel",
+    "Parallel": "_parallel",
     "Collective": "_ranks",
 }
 
@@ -67,7 +69,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'torchflops' has no attribute {name!r}")
     module = importlib.import_module(f".{module_name}", __name__)
-    if module_name in ("_api", "_render", "_registry", "_generation", "_time"):
+    if module_name in ("_api", "_render", "_registry", "_generation", "_time", "_parallel"):
         importlib.import_module("._formulas", __name__)   # registers the built-in formulas
     value = getattr(module, name)
     globals()[name] = value
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ._hardware import Hardware, calibrate, hardware
     from ._moe import MoE
     from ._memory import Memory
+    from ._parallel import Parallel, parallel
     from ._profile import Record, UnsupportedError, UnsupportedWarning
     from ._registry import register
     from ._render import Profile

@@ -6,6 +6,7 @@ stderr and exit status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
 import importlib.util
@@ -14,7 +15,8 @@ import json
 import os
 import sys
 import warnings
-from typing import Any, Callable, Optional, Sequence
+from functools import partial
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from . import _hub
 
@@ -91,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     _hub.add_arguments(parser)
     _time_options(parser)
+    parser.add_argument("--tp", type=int, default=None, metavar="N",
+                        help="count one rank of N-way tensor parallel: the standard Megatron-style plan on "
+                             "torch's fake process group (README: Parallel plans)")
+    parser.add_argument("--fsdp", type=int, default=None, metavar="N",
+                        help="count one rank of N-way FSDP2 (fully_shard per decoder layer and the root); "
+                             "with --tp, a 2-D (dp, tp) mesh")
     return parser
 
 
@@ -330,15 +338,16 @@ def _count(model: Any, sizes: list[tuple[int, ...]], dtype: Any, args: argparse.
     from ._api import _token_ids
 
     shown = " and ".join("x".join(map(str, s)) for s in sizes)
+    counter = tf.count if args.parallel is None else args.parallel.count
     try:
         if args.time:
             return tf.time(model, input_size=sizes, dtype=dtype or torch.float32, repeats=args.repeats)
-        return tf.count(model, input_size=sizes, dtype=dtype or torch.float32, device=args.device)
+        return counter(model, input_size=sizes, dtype=dtype or torch.float32, device=args.device)
     except Exception as error:  # noqa: BLE001 - the model's own failure on this input
         if dtype is None and _token_ids(error):
             warnings.warn("the input feeds an nn.Embedding: counted with token ids (--dtype int64)")
             return _count(model, sizes, torch.int64, args)
-        if isinstance(error, tf.ShapeOnlyError) and not args.device_given:
+        if isinstance(error, tf.ShapeOnlyError) and not args.device_given and args.parallel is None:
             # a model that cannot run shape-only is counted on real CPU tensors, and says so
             warnings.warn(f"{type(model).__name__} cannot run shape-only; counted on real tensors "
                           "(--device cpu)")
@@ -376,17 +385,30 @@ def _run(args: argparse.Namespace) -> str:
     if args.branches is not None and args.format != "table":
         raise UsageError(f"--branches prints a table; it cannot be combined with --format {args.format}")
     _check_outputs(args)
+    _check_parallel(args)
+    with _parallel_block(args):
+        return _counted(args, sizes, dtype, kwargs)
+
+
+def _counted(args: argparse.Namespace, sizes: Optional[list[tuple[int, ...]]], dtype: Any,
+             kwargs: dict[str, Any]) -> str:
     if args.model.startswith(_hub.PREFIX):
+        count = None if args.parallel is None else partial(_parallel_count, args.parallel)
         try:
-            return _hub.report(args, _report)
+            return _hub.report(args, _report if args.parallel is None else _parallel_report, count)
         except _hub.HubError as error:
             raise UsageError(str(error)) from error
     hardware = _hardware_option(args)
     model = _model(args.model, kwargs, "cpu" if args.time else args.device)
+    if args.parallel is not None:
+        _parallel_check(args.parallel, model)
     prof = _count(model, sizes or _default_sizes(args.model, model), dtype, args)
-    text = _time_report(prof, args, hardware) if args.time or hardware is not None else _report(prof, args)
-    if args.memory:
-        text += "\n\n" + _memory_report(prof, args)
+    if args.parallel is not None:
+        text = _parallel_report(prof, args)
+    else:
+        text = _time_report(prof, args, hardware) if args.time or hardware is not None else _report(prof, args)
+        if args.memory:
+            text += "\n\n" + _memory_report(prof, args)
     if args.plot is not None:
         prof.plot(args.plot, depth=_depth(args), top=args.top or 15)
     if args.html is not None:
@@ -395,6 +417,59 @@ def _run(args: argparse.Namespace) -> str:
         except OSError as error:
             raise UsageError(f"cannot write --html {args.html!r}: {error.strerror}") from None
     return text
+
+
+# -- parallel plans --------------------------------------------------------------------------------
+def _check_parallel(args: argparse.Namespace) -> None:
+    """--tp and --fsdp: positive, and only with the options that count one rank shape-only."""
+    if args.tp is None and args.fsdp is None:
+        return
+    _count_option(args.tp, "--tp", 1)
+    _count_option(args.fsdp, "--fsdp", 1)
+    others = [("--time", args.time), ("--hardware", args.hardware is not None),
+              ("--generate", args.generate is not None), ("--branches", args.branches is not None),
+              (f"--device {args.device}", args.device != "meta"), (f"--format {args.format}", args.format == "csv")]
+    refused = [flag for flag, given in others if given]
+    if refused:
+        raise UsageError(f"--tp and --fsdp count one rank shape-only; they cannot be combined with {refused[0]}")
+
+
+@contextlib.contextmanager
+def _parallel_block(args: argparse.Namespace) -> Iterator[None]:
+    """The fake process group of --tp/--fsdp for the block (``args.parallel``; None without them)."""
+    args.parallel = None
+    if args.tp is None and args.fsdp is None:
+        yield
+        return
+    import torchflops as tf
+
+    with tf.parallel(tp=args.tp or 1, fsdp=args.fsdp or 1) as par:
+        args.parallel = par
+        yield
+
+
+def _parallel_check(par: Any, model: Any) -> None:
+    """A plan the model cannot take is a usage error."""
+    try:
+        par.check(model)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+
+
+def _parallel_count(par: Any, model: Any, *inputs: Any, **options: Any) -> Any:
+    _parallel_check(par, model)
+    return par.count(model, *inputs, **options)
+
+
+def _parallel_report(prof: Any, args: argparse.Namespace) -> str:
+    """The logical model's report, then what one rank computes, holds and sends."""
+    from ._parallelview import rank_dict, rank_summary
+
+    text = _report(prof, args)
+    if args.format == "json":
+        return json.dumps({**json.loads(text), "parallel": rank_dict(args.parallel)}, indent=2)
+    memory = prof.memory(args.optimizer) if args.memory else None
+    return text + "\n\n" + rank_summary(prof, args.parallel, memory, args.optimizer)
 
 
 def _hardware_option(args: argparse.Namespace) -> Any:
