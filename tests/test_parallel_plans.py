@@ -142,17 +142,9 @@ def test_tensor_parallel_shards_like_the_hand_sharded_model(family, tp):
     assert placements[layer + "input_layernorm.weight"] is None and placements["model.norm.weight"] is None
 
 
-# transformers 4 opens torch.autocast on the input's device type, which meta tensors refuse: the pass
-# runs under FakeTensorMode, where DTensor's sharding propagation computes on the pass's own fake mode
-# and its global-shape operations of the first layer are taken for the rank's (Llama, Qwen2)
-_FAKE_PASS = pytest.mark.xfail(not V5, strict=True, reason="sharding propagation counted as rank work "
-                                                           "in a FakeTensorMode pass")
-
-
 @pytest.mark.transformers
 @pytest.mark.parametrize("family, tp, kv_heads", [
-    pytest.param(f, tp, kv, marks=() if f == "mistral" else _FAKE_PASS)
-    for f, tp, kv in [(f, tp, 4) for f in FAMILIES for tp in (2, 4)] + [("llama", 8, 8)]])
+    (f, tp, kv) for f, tp, kv in [(f, tp, 4) for f in FAMILIES for tp in (2, 4)] + [("llama", 8, 8)]])
 def test_one_rank_computes_what_the_hand_sharded_model_computes(family, tp, kv_heads):
     config_cls, model_cls = FAMILIES[family]
     model = build(_llama_config(config_cls, kv_heads=kv_heads), model_cls)
@@ -473,6 +465,8 @@ def test_cli_prints_one_rank_beside_the_whole_model(tmp_path, capsys):
     assert not dist.is_initialized()
 
 
+@pytest.mark.skipif(not V5, reason="the README's figures are transformers 5's: 4.x computes the rotary angles "
+                                    "as a matmul, head_dim / 2 MACs a token more")
 def test_the_readme_example_prints_what_it_says():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("\n## Parallel plans\n", 1)[1].split("\n## ", 1)[0]
