@@ -168,9 +168,10 @@ class Values:
 
     def _answer(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict, tensors: list[torch.Tensor],
                 mirrors: list[torch.Tensor]) -> tuple[bool, Any]:
-        """``(True, result)`` of an operation that failed without data, from its known inputs."""
+        """``(True, result)`` of an operation that failed without data, from its known inputs
+        (one that writes to its arguments returns them, so it is not answered with new tensors)."""
         like = next((t for t in tensors if _without_data(t)), None)
-        if like is None or not _constant(func) or self._writes_real(func, args, kwargs):
+        if like is None or not _constant(func) or _written(func):
             return False, None
         try:
             cpu = self._on_mirrors(func, args, kwargs, tensors, mirrors)
