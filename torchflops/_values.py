@@ -45,6 +45,8 @@ _UNDEFINED = frozenset({
     _aten.set_.default,
 })
 _CPU = torch.device("cpu")
+# The bookkeeping reads tensors' flags and shapes, which the session's function mode would see
+_OWN_CODE = torch._C.DisableTorchFunction
 _WRITTEN: dict[Any, tuple[tuple[int, str], ...]] = {}
 
 
@@ -66,7 +68,8 @@ def _written_tensors(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> 
 
 
 def _without_data(t: torch.Tensor) -> bool:
-    return t.is_meta or isinstance(t, FakeTensor)
+    # the type test first: a fake tensor's ``is_meta`` costs 10 us
+    return isinstance(t, FakeTensor) or t.is_meta
 
 
 def _storage_key(t: torch.Tensor) -> Optional[int]:
@@ -91,22 +94,26 @@ class Values:
     def run(self, func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
         """``func(*args, **kwargs)``, mirrored when its inputs' values are known, or answered from
         the mirrors when it cannot run without data."""
-        tensors = list(iter_tensors((args, kwargs)))
-        mirrors = self._mirrors(tensors)
+        with _OWN_CODE():
+            tensors = list(iter_tensors((args, kwargs)))
+            mirrors = self._mirrors(tensors)
         if mirrors is None:
             out = func(*args, **kwargs)
             if self._known:
-                self._forget_written(func, args, kwargs)
+                with _OWN_CODE():
+                    self._forget_written(func, args, kwargs)
             return out
         try:
             out = func(*args, **kwargs)
         except Exception:
-            answered, out = self._answer(func, args, kwargs, tensors, mirrors)
+            with _OWN_CODE():
+                answered, out = self._answer(func, args, kwargs, tensors, mirrors)
             if not answered:
                 raise
             return out
-        if not self._follow(func, args, kwargs, tensors, mirrors, out) and self._known:
-            self._forget_written(func, args, kwargs)
+        with _OWN_CODE():
+            if not self._follow(func, args, kwargs, tensors, mirrors, out) and self._known:
+                self._forget_written(func, args, kwargs)
         return out
 
     # -- which inputs have known values ------------------------------------------------------------
@@ -137,7 +144,7 @@ class Values:
             return _CPU if isinstance(value, torch.device) else value
 
         cpu_args, cpu_kwargs = tree_map(mirrored, (args, kwargs))
-        with no_dispatch(), torch._C.DisableTorchFunction():
+        with no_dispatch():
             out = func(*cpu_args, **cpu_kwargs)
             # a mirror is written to when its tensor is: never one of the real tensors themselves
             real = {_storage_key(t) for t in tensors if not _without_data(t)}
@@ -181,10 +188,9 @@ class Values:
         def without_data(value: Any) -> Any:
             if not isinstance(value, torch.Tensor):
                 return value
-            # made under the modes below this one: a fake tensor in a fake pass
-            with torch._C.DisableTorchFunction():
-                made = torch.empty_strided(tuple(value.shape), tuple(value.stride()), dtype=value.dtype,
-                                           device=like.device)
+            # made under the dispatch modes below this one: a fake tensor in a fake pass
+            made = torch.empty_strided(tuple(value.shape), tuple(value.stride()), dtype=value.dtype,
+                                       device=like.device)
             if value.numel() <= LIMIT:
                 self._known[made] = (value, _storage_key(made))
             return made
