@@ -12,7 +12,9 @@ model it records two facts and hands them to the session:
 
 Normalisation kernels are answered from shapes here, on meta tensors (PyTorch runs them as Python
 meta functions: ~0.5 ms a call). Below autograd, so autograd records the real operation and saves
-what it really saves; the outputs mirror what the CPU kernels return.
+what it really saves; the outputs mirror what the CPU kernels return. Values that follow from
+constants alone (``torch.arange(seq_len)`` and what is computed from it) are kept beside tensors
+without data, so a forward can read them (``_values``).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from ._values import Values
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._capture import Session
@@ -214,6 +218,7 @@ class OpRecorder(TorchDispatchMode):
         super().__init__()
         self._session = session
         self._delegate = False      # the next DTensor operation is handed to DTensor itself
+        self._values = Values()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -227,7 +232,7 @@ class OpRecorder(TorchDispatchMode):
         answer = _ANSWERS.get(func)
         out = answer(args, kwargs) if answer is not None else None
         if out is None:
-            out = func(*args, **kwargs)
+            out = self._values.run(func, args, kwargs)
         if session.distributed is not None and session.distributed.propagating(func, args, out):
             return out      # not the model's work: DTensor working out placements
         if session.follows():
