@@ -204,3 +204,49 @@ def test_json_carries_the_rank_and_its_collectives(world):
                                     "dtype": "float32", "shape": [4, 64], "op": "_c10d_functional::all_reduce"}]
     assert isinstance(profile.collectives[0], tf.Collective)
     assert "rank_total" not in tf.count(MLP(), input_size=(4, 64)).to_dict()
+
+
+# -- a training step's collectives ------------------------------------------------------------------
+def test_a_training_steps_collectives_equal_comm_debug_mode_over_forward_and_backward(world):
+    mesh = world(8)
+    with torch.device("meta"):
+        model = parallelize_module(MLP(), mesh, MLP_PLAN)
+    x = torch.empty(4, 64, device="meta", requires_grad=True)
+    profile = tf.count(model, x)
+    with CommDebugMode() as comm:
+        model(x).sum().backward()
+    step = profile.step_collectives()
+    assert Counter(c.op.split("::")[1] for c in step) == {
+        op._qualified_op_name.split("::")[1]: n for op, n in comm.get_comm_counts().items()} == {"all_reduce": 2}
+    # forward: down's output; backward: the gradient of up's replicated input, partial on each rank
+    assert [(c.phase, c.module) for c in step] == [("forward", "down"), ("backward", "up")]
+    assert all(c.bytes == 2 * 7 * 1024 // 8 for c in step)
+    assert profile.collectives == step[:1]
+
+
+def test_fsdp_training_step_gathers_and_reduces_each_layer_as_comm_debug_mode_counts(world):
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = world(8)
+    with torch.device("meta"):
+        model = MLP()
+    for module in (model.up, model.down, model):
+        fully_shard(module, mesh=mesh)
+    fake = FakeTensorMode(allow_non_fake_inputs=True)
+    with fake:
+        model.to_empty(device="cpu")
+    profile = tf.count(model, input_size=(4, 64))
+    step = profile.step_collectives()
+    with fake, CommDebugMode() as comm:
+        model(torch.empty(4, 64)).sum().backward()
+    assert Counter(c.op for c in step) == {op._qualified_op_name: n for op, n in comm.get_comm_counts().items()} == {
+        "c10d::_allgather_base_": 4, "c10d::_reduce_scatter_base_": 2}
+    up, down = 64 * 256 + 256, 256 * 64 + 64      # each layer's parameters, gathered whole (float32)
+    assert [(c.phase, c.kind, c.module, c.bytes) for c in step] == [
+        ("forward", "all_gather", "up", 7 * 4 * up // 8), ("forward", "all_gather", "down", 7 * 4 * down // 8),
+        # down's parameters are gathered again for its backward, up's prefetched; each gradient is
+        # reduce-scattered (N - 1)/N of the whole
+        ("backward", "all_gather", "down", 7 * 4 * down // 8), ("backward", "all_gather", "up", 7 * 4 * up // 8),
+        ("backward", "reduce_scatter", "down", 7 * 4 * down // 8),
+        ("backward", "reduce_scatter", "up", 7 * 4 * up // 8)]

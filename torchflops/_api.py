@@ -9,7 +9,7 @@ import sys
 import threading
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from ._capture import NESTED, NOTE_PREFIX, Session
 from ._shortcuts import iter_tensors
 from ._storages import Storages
 from ._registry import Resolver, validate_overrides
+from ._ranks import Collective
 from ._render import Profile
 from ._sharded import Sharded, dtensor_standin, fsdp_states, is_dtensor
 
@@ -365,8 +366,8 @@ class _Pass:
                        ranks=session.distributed)
 
     def replay(self, fake: bool, real: bool, optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
-               train: bool) -> Storages:
-        """The storages of one more pass on fresh stand-ins (never the model's own tensors): a
+               train: bool) -> Replayed:
+        """The storages (and collectives) of one more pass on fresh stand-ins (never the model's own tensors): a
         forward under ``no_grad``, or (``train``) one steady-state training step: the optimizer's
         state made by a step before, then forward, backward of the first floating output's sum and
         ``optimizer.step()``. Kernels run as they are (no shapes-only answers), so autograd sees
@@ -404,14 +405,27 @@ class _Pass:
                             model(*args, **kw)
                         else:
                             loss = _loss(model(*args, **kw))
+                            ranks = session.distributed
                             if loss is not None and loss.requires_grad:
+                                if ranks is not None:
+                                    ranks.phase = "backward"
                                 loss.backward()
                             del loss
                             if step is not None:
+                                if ranks is not None:
+                                    ranks.phase = "optimizer"
                                 step.step()
                 finally:
                     _restore(snapshot)
-        return session.storages
+        ranks = session.distributed
+        return Replayed(session.storages, list(ranks.collectives) if ranks is not None else [])
+
+
+class Replayed(NamedTuple):
+    """What a replayed pass leaves: its storages, and the collectives this rank joined."""
+
+    storages: Storages
+    collectives: list[Collective]
 
 
 _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException",

@@ -37,7 +37,7 @@ from ._checks import check_function, check_module
 from ._dispatch import OpRecorder, kernel_bytes, op_name
 from ._known import op_is_costly
 from ._moe import MoE, resolve
-from ._ranks import Ranks, distributed_parameters
+from ._ranks import Ranks, distributed_parameters, stamp
 from ._registry import Formula, Resolver
 from ._shortcuts import SHORTCUT_MODULES, iter_tensors, shortcut
 from ._storages import Storages
@@ -242,11 +242,14 @@ class Session:
         self._seen = 0               # functional calls the mode saw (counted when clocked)
         # a model with DTensor parameters: what this rank runs on its shards, kept apart
         self.distributed: Optional[Ranks] = None
+        self._stamps = False
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:
         if self.clock is None and distributed_parameters(self.model):
             self.distributed = Ranks(self)
+            # a training step's collectives in backward are named by the module that ran the forward
+            self._stamps = self._whole_thread
         for name, module in self._modules:
             for key, child in module._modules.items():
                 if child is not None:
@@ -386,6 +389,8 @@ class Session:
         marks = self._span_marks() if self.clock is not None else None
         formula = self._known[id(module)][1]
         _, name, start, ambient, read, written, saved = self._stack.pop()
+        if self._stamps:     # a plan's output hooks redistribute there: their backward is the module's
+            stamp(output, name)
         read, written = self.read - read, self.written - written
         saved = self.storages.saved - saved
         self._op_record = None
@@ -461,6 +466,8 @@ class Session:
             self._seen += 1
         if not torch.is_grad_enabled() and threading.get_ident() == self._thread:
             self._tracker.propagate(func, args, kwargs, out)
+        if self._stamps and self._stack and threading.get_ident() == self._thread:
+            stamp((out, args, tuple(kwargs.values())), self._stack[-1][1])
         if entry is None:
             return
         formula, read, written, saved = entry

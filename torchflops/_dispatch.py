@@ -240,6 +240,8 @@ class OpRecorder(TorchDispatchMode):
         if session.inside():
             read, written = moved(func, args, kwargs, out)
             session.on_op(func, args, kwargs, out, read, written)
+        elif session.distributed is not None and session.follows():
+            session.distributed.on_outside(func, args, out)
         return out
 
     def _dtensor_op(self, func, args: tuple, kwargs: dict) -> Any:

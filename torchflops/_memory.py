@@ -95,11 +95,11 @@ def memory(profile: ProfileData, optimizer: Union[None, str, type] = None) -> Me
     storages = profile._storages
     activations, peak_inference, peak_training = storages.saved, storages.peak, storages.peak
     if profile._replay is not None:
-        step = profile._replay(make, train=True)
+        step, profile._step_collectives = profile._replay(make, train=True)
         peak_training = step.peak
         if not profile._forward_exact:
             activations = step.saved
-            peak_inference = profile._replay(None, train=False).peak
+            peak_inference = profile._replay(None, train=False).storages.peak
     found = profile._memory[name] = Memory(
         params=_distinct_bytes(model.parameters()), buffers=_distinct_bytes(model.buffers()),
         gradients=gradients, optimizer_state=state, activations=activations,

@@ -100,6 +100,7 @@ class ProfileData:
         self._ranks = ranks
         self._rank_records = [_record(r) for r in ranks.raw if r.formula is not None] if ranks else []
         self._rank_total: Optional[Counts] = None
+        self._step_collectives: Optional[list[Collective]] = None
         self._storages = storages if storages is not None else Storages()
         self._memory: dict[Any, Any] = {}          # Memory by optimizer, made when asked
         counted = [_record(r) if r.formula is not None else None for r in raw]
@@ -197,6 +198,19 @@ class ProfileData:
     def collectives(self) -> list[Collective]:
         """The collectives of the counted forward, in order, as this rank joins them."""
         return list(self._ranks.collectives) if self._ranks is not None else []
+
+    def step_collectives(self) -> list[Collective]:
+        """The collectives of one training step, in order: forward, backward of the output's sum
+        and the optimizer's step (``.phase``), from the step ``memory()`` replays (replayed here
+        without an optimizer if it has not run: optimizers on sharded parameters communicate
+        nothing). A profile of ``tf.profile`` has only its forward's."""
+        if self._ranks is None:
+            return []
+        if self._step_collectives is None:
+            if self._replay is None:
+                return self.collectives
+            self._step_collectives = self._replay(None, train=True).collectives
+        return list(self._step_collectives)
 
     def module(self, name: str) -> Counts:
         """Counts of every call of the module at qualified ``name`` (``""`` is the whole model):

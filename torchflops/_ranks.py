@@ -56,6 +56,7 @@ class Collective:
     dtype: torch.dtype
     shape: tuple[int, ...]      # the full tensor: gathered, not yet scattered, or reduced
     op: str                     # the operator that ran it (``_c10d_functional::all_reduce``)
+    phase: str = "forward"      # "forward", "backward" or "optimizer" (of a training step)
 
     __module__ = "torchflops"
 
@@ -133,6 +134,7 @@ class Ranks:
         self.moved: dict[str, list[int]] = {}       # module name -> [read, written] of its local operations
         self._factors: dict[int, tuple[weakref.ref, int]] = {}    # tensor id -> (tensor, shard factor)
         self._propagation: dict[int, weakref.ref] = {}             # tensors of DTensor's propagation
+        self.phase = "forward"      # what the pass runs now: a training step's replay moves it on
 
     # -- the logical model ---------------------------------------------------------------------------
     def mark(self, out: Any) -> None:
@@ -239,6 +241,15 @@ class Ranks:
         param = lambda t: flags[id(t)][1] if id(t) in flags else session.is_parameter(t)  # noqa: E731
         return session.describe_call(args, kwargs, out, grad, param)
 
+    def on_outside(self, func: torch._ops.OpOverload, args: tuple, out: Any) -> None:
+        """An operation of the thread outside the model's forward: a training step's backward
+        or optimizer. Only its collectives are kept, named by the module whose backward ran them
+        (the module that made the autograd node running, or the FSDP group reducing)."""
+        qualified = op_name(func)
+        collective = _COLLECTIVES.get(qualified)
+        if collective is not None:
+            self._collective(collective, qualified, args, out, _backward_module())
+
     def _collective(self, collective: tuple[str, _Reader], qualified: str, args: tuple, out: Any,
                     name: str) -> None:
         kind, read = collective
@@ -249,4 +260,29 @@ class Ranks:
         full = _tensor_bytes(tensor)
         shape = tuple(tensor.shape)
         self.collectives.append(Collective(kind, name, _SENT[kind](size, full), size, tensor.dtype, shape,
-                                           qualified))
+                                           qualified, self.phase))
+
+
+MODULE_KEY = "torchflops.module"     # the module a forward operation ran in, on its autograd node
+
+
+def stamp(out: Any, name: str) -> None:
+    """Name on the autograd nodes of ``out`` the module that made them, for their backward (a
+    call's inputs too, where nothing named theirs: a plan's input hooks redistribute them)."""
+    for t in _flat((out,), []):
+        node = t.grad_fn
+        if node is not None and MODULE_KEY not in node.metadata:
+            node.metadata[MODULE_KEY] = name
+
+
+def _backward_module() -> str:
+    frame = sys._getframe(2)
+    while frame is not None:        # FSDP gathers and reduces a parameter group of its own
+        owner = frame.f_locals.get("self")
+        name = getattr(owner, "_module_fqn", None) if type(owner).__name__ == "FSDPParamGroup" else None
+        if name is not None:
+            return name
+        frame = frame.f_back
+    node = torch._C._current_autograd_node()
+    name = node.metadata.get(MODULE_KEY) if node is not None else None
+    return name if name is not None else ""
