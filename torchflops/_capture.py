@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
+from ._attention import CpuAttention
 from ._call import Call, PackedInfo, TensorInfo
 from ._checks import check_function, check_module
 from ._dispatch import OpRecorder, kernel_bytes, op_name
@@ -214,6 +215,7 @@ class Session:
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
         self._recorder: Optional[OpRecorder] = None
+        self._attention: Optional[CpuAttention] = None
         self._tracker = _GradTracker()
         self._graphs = _graph_names(self._modules)
         # (parent id, child id) -> the child's attribute name: a call is named by its caller's
@@ -267,6 +269,7 @@ class Session:
             if self.clock is None:      # a clocked pass times the model, it records no facts
                 self._recorder = OpRecorder(self)
                 self._recorder.__enter__()
+                self._attention = CpuAttention().__enter__()
                 self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
                 self._saved_hooks.__enter__()
         except BaseException:
@@ -289,6 +292,9 @@ class Session:
 
     def _exit_modes(self, *exc_info: Any) -> None:
         try:
+            if self._attention is not None:
+                self._attention.__exit__(*exc_info)
+                self._attention = None
             if self._saved_hooks is not None:
                 self._saved_hooks.__exit__(*exc_info)
                 self._saved_hooks = None
