@@ -249,6 +249,14 @@ def test_records_keep_no_object_the_model_was_given():
     assert profile.records[0].counts.macs == 2 * 4 * 4
 
 
+def test_llama_with_grouped_query_attention():
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=500)
+    # causal attention without dropout: the CPU's flash kernel, with key/value heads shared
+    _check(transformers.LlamaForCausalLM(config), torch.randint(0, 500, (2, 32)), optimizer="adamw")
+
+
 def test_records_carry_saved_and_output_bytes():
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 4))
     profile = tf.count(model, torch.randn(8, 16, requires_grad=True))
