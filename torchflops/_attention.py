@@ -51,8 +51,11 @@ def _cpu_standin(t: torch.Tensor) -> torch.Tensor:
 def _flash_on_cpu(tensors: list[torch.Tensor], args: tuple, kwargs: dict, named: dict) -> bool:
     """Whether the CPU would run the flash kernel for these arguments."""
     mask = named.get("attn_mask")
-    if mask is not None and (named.get("is_causal") or mask.dtype not in (torch.bool, torch.float32, args[0].dtype)):
-        return False        # the composite path raises the real error for these
+    # a mask with causal masking, or of another dtype than bool, float32 or the query's: the
+    # operator refuses them before it chooses, and so does the composite path, with the same error
+    if mask is not None and (named.get("is_causal")
+                             or mask.dtype not in (torch.bool, torch.float32, args[0].dtype)):
+        return False
     standins = {id(t): _cpu_standin(t) for t in tensors}
     args = tuple(standins.get(id(a), a) if isinstance(a, torch.Tensor) else a for a in args)
     kwargs = {k: standins.get(id(v), v) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
@@ -65,7 +68,7 @@ def _attention(*args: Any, **kwargs: Any) -> torch.Tensor:
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
     named = dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal"), args), **kwargs)
     if (len(args) < 3 or threading.get_ident() not in _open
-            or not all(type(t) in _PLAIN and t.is_meta for t in tensors)
+            or not all(type(t) in _PLAIN and t.is_meta and not t.is_nested for t in tensors)
             or not _flash_on_cpu(tensors, args, kwargs, named)):
         return _SDPA.decompose(*args, **kwargs)
     query, mask = args[0], named.get("attn_mask")
