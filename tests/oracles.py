@@ -99,8 +99,7 @@ def numel(shape: Sequence[int]) -> int:
 
 def work(counts):
     """The arithmetic of ``counts`` without the bytes moved, which follow the kernels a pass ran
-    (a shape-only pass runs attention's math path, a CPU pass the fused kernel; an LSTM answered
-    from shapes moves what one fused kernel would)."""
+    (an LSTM answered from shapes moves what one fused kernel would)."""
     return counts.replace(bytes_read=0, bytes_written=0)
 
 

@@ -521,4 +521,5 @@ def test_gpt2_conv1d_counts_through_addmm(attention_kind):
     assert {r.name for r in prof.records if r.type == "addmm"} >= {"transformer.h.0.attn.c_attn",
                                                                    "transformer.h.0.mlp.c_fc"}
     real = transformers.GPT2LMHeadModel(config).eval()
-    assert work(tf.count(real, ids, device="cpu").total) == work(tf.count(real, ids).total)
+    # bytes too: the shape-only pass runs the attention kernel the CPU picks
+    assert tf.count(real, ids, device="cpu").total == tf.count(real, ids).total

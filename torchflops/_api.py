@@ -267,9 +267,12 @@ def _inputs(inputs: tuple, kwargs: dict, sizes: Optional[list[tuple[int, ...]]],
             return tuple(torch.empty(s, dtype=dtype, device="cpu" if fake else "meta") for s in sizes), kwargs
         return tuple(torch.zeros(s, dtype=dtype, device=device) for s in sizes), kwargs
     if device.type == "meta":
-        convert = lambda t: _standin(t, "cpu" if fake else "meta")  # noqa: E731
+        make = lambda t: _standin(t, "cpu" if fake else "meta")  # noqa: E731
     else:
-        convert = lambda t: _moved(t, device) if (t.device != device or t.is_inference()) else t  # noqa: E731
+        make = lambda t: _moved(t, device) if (t.device != device or t.is_inference()) else t  # noqa: E731
+    # a tensor given twice (self-attention's query, key and value) stays one tensor
+    made: dict[int, torch.Tensor] = {}
+    convert = lambda t: made[id(t)] if id(t) in made else made.setdefault(id(t), make(t))  # noqa: E731
     return tree_map_only((torch.Tensor, PackedSequence), partial(_convert, convert), (inputs, kwargs),
                          is_leaf=lambda value: isinstance(value, PackedSequence))
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from math import prod
 from typing import Any, Iterator
 
-__all__ = ["TensorInfo", "PackedInfo", "Call"]
+__all__ = ["TensorInfo", "PackedInfo", "ObjectInfo", "Call"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +34,20 @@ class PackedInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """Any other object (a key-value cache, a config): its type's name. The object itself is not
+    kept, nor the tensors it holds, which would otherwise live as long as the profile."""
+
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
 class Call:
     """The described arguments and output of one call.
 
     Tensors are ``TensorInfo``, packed sequences ``PackedInfo``; tuples, lists and dicts keep
-    their structure; other values (ints, strings, None) are kept as they were.
+    their structure; plain values (None, numbers, strings, dtypes, devices, enums, slices) are
+    kept as they were, any other object is an ``ObjectInfo``.
     """
 
     args: tuple[Any, ...]

@@ -20,6 +20,7 @@ session: it runs its submodules, which the formulas count.
 """
 from __future__ import annotations
 
+import enum
 import sys
 import threading
 import weakref
@@ -32,7 +33,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
-from ._call import Call, PackedInfo, TensorInfo
+from ._attention import CpuAttention
+from ._call import Call, ObjectInfo, PackedInfo, TensorInfo
 from ._checks import check_function, check_module
 from ._dispatch import OpRecorder, kernel_bytes, op_name
 from ._known import op_is_costly
@@ -45,6 +47,7 @@ from ._storages import Storages
 __all__ = ["RawCall", "Span", "Session", "describe", "NOTE_PREFIX", "NESTED"]
 
 NOTE_PREFIX = "torchflops:"
+_RAISED_IN = f"{NOTE_PREFIX} raised in"
 NESTED = ("torchflops counts dense shapes, and a nested (jagged) tensor's lengths are in its data: "
           "count one padded batch, or each sequence's shape on its own, and add them")
 
@@ -125,6 +128,12 @@ def _not_parameter(tensor: torch.Tensor) -> bool:
 
 
 
+# what a call's record keeps as it is: values that hold no tensors
+_PLAIN_VALUES = (bool, int, float, complex, str, bytes, slice, type(Ellipsis), enum.Enum, type,
+                 torch.dtype, torch.device, torch.layout, torch.memory_format, torch.SymInt,
+                 torch.SymFloat, torch.SymBool)
+
+
 def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool],
              parameter: Callable[[torch.Tensor], bool]) -> Any:
     """Replace tensors by ``TensorInfo`` (packed sequences by ``PackedInfo``), keeping structure."""
@@ -139,7 +148,9 @@ def describe(value: Any, needs_grad: Callable[[torch.Tensor], bool],
         return tuple(describe(item, needs_grad, parameter) for item in value)
     if isinstance(value, dict):
         return {key: describe(item, needs_grad, parameter) for key, item in value.items()}
-    return value
+    if value is None or isinstance(value, _PLAIN_VALUES):
+        return value
+    return ObjectInfo(type(value).__name__)
 
 
 def _function_name(func: Callable) -> str:
@@ -216,6 +227,7 @@ class Session:
         self._handles: list[Any] = []
         self._mode: Optional[_FunctionMode] = None
         self._recorder: Optional[OpRecorder] = None
+        self._attention: Optional[CpuAttention] = None
         self._tracker = _GradTracker()
         self._graphs = _graph_names(self._modules)
         # (parent id, child id) -> the child's attribute name: a call is named by its caller's
@@ -223,7 +235,6 @@ class Session:
         self._children: dict[tuple[int, int], str] = {}
         self._parameters: Optional[dict[int, torch.Tensor]] = None
         self._suspended = False      # the mode is off the stack while inside a claimed module
-        self._noted: Optional[BaseException] = None
         # storages: autograd's saved tensors are kept for a backward (``profile``, a training step)
         # or replaced by placeholders (``count``); ``whole_thread`` follows every operation of the
         # thread (a training step's backward and optimizer), not only the model's forward
@@ -287,6 +298,7 @@ class Session:
             if self.clock is None:      # a clocked pass times the model, it records no facts
                 self._recorder = OpRecorder(self)
                 self._recorder.__enter__()
+                self._attention = CpuAttention().__enter__()
                 self._saved_hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, _unpack)
                 self._saved_hooks.__enter__()
         except BaseException:
@@ -305,10 +317,12 @@ class Session:
             self._claim = 0
             self.covered = 0
             self._parameters = None
-            self._noted = None
 
     def _exit_modes(self, *exc_info: Any) -> None:
         try:
+            if self._attention is not None:
+                self._attention.__exit__(*exc_info)
+                self._attention = None
             if self._saved_hooks is not None:
                 self._saved_hooks.__exit__(*exc_info)
                 self._saved_hooks = None
@@ -430,10 +444,12 @@ class Session:
         return start, end, self._seen - seen
 
     def _note(self, error: BaseException, name: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """Say once, on the innermost module, where the user's forward raised and on what shapes."""
-        if error is self._noted:
+        """Say once, on the innermost module, where the user's forward raised and on what shapes.
+        Read off the error's own notes: a reference kept to the error would keep its traceback's
+        frames, and every tensor they hold, alive (non-reentrant checkpointing stops each
+        recomputation by raising an error through the recomputed modules)."""
+        if any(note.startswith(_RAISED_IN) for note in getattr(error, "__notes__", ())):
             return
-        self._noted = error
         with _OWN_CODE():
             shapes = ", ".join([_shape_text(t) for t in iter_tensors(args)] + [
                 f"{key}={_shape_text(t)}" for key, value in kwargs.items() for t in iter_tensors(value)
@@ -441,7 +457,7 @@ class Session:
         where = f"module '{name}'" if name else "the model's own forward"
         # torch drops the keyword arguments of a call that raised: no shapes is not no inputs
         called = f" called with {shapes}" if shapes else ""
-        error.add_note(f"{NOTE_PREFIX} raised in {where} ({type(module).__name__}){called}")
+        error.add_note(f"{_RAISED_IN} {where} ({type(module).__name__}){called}")
 
     # -- functional calls -----------------------------------------------------------------------
     def function_entry(self, func: Callable) -> Optional[tuple[Formula, int, int, int]]:
