@@ -461,8 +461,22 @@ def test_cli_prints_one_rank_beside_the_whole_model(tmp_path, capsys):
     # the rank's FLOPs and the five all-reduces of 2 x 3/4 x 4,096 bytes: 30,720
     assert "rank 0 of 4 (mesh tp=4, the standard plan)" in text
     assert re.search(rf"^FLOPs +{data['total']['flops'] / 1e6:.2f} M +{forward / 1e3:.2f} K$", text, re.M)
-    assert re.search(r"^all_reduce +4 +5 +30,720 +30.00 KiB$", text, re.M)
+    assert re.search(r"^forward all_reduce +4 +5 +30,720 +30.00 KiB$", text, re.M)
     assert not dist.is_initialized()
+    # with memory, a training step is replayed: its backward's collectives too, as CommDebugMode
+    # counts them over a real step of the same plan
+    assert main([folder, "--seq-len", "16", "--tp", "4", "--memory"]) == 0
+    text = capsys.readouterr().out
+    assert "collectives of a training step" in text
+    assert re.search(r"^forward all_reduce +4 +5 +30,720 +30.00 KiB$", text, re.M)
+    with tf.parallel(tp=4) as par:
+        real = par.apply(build(_llama_config(), transformers.LlamaForCausalLM, device="cpu"))
+        real.to_empty(device="cpu")
+        with CommDebugMode() as comm:
+            real(torch.zeros(1, 16, dtype=torch.long)).logits.sum().backward()
+        calls = sum(comm.get_comm_counts().values())
+    backward = re.search(r"^backward all_reduce +4 +(\d+) ", text, re.M)
+    assert backward is not None and 5 + int(backward.group(1)) == calls
 
 
 @pytest.mark.skipif(not V5, reason="the README's figures are transformers 5's: 4.x computes the rotary angles "

@@ -7,6 +7,7 @@ from typing import Any, Optional
 from tabulate import tabulate
 
 from ._profile import ProfileData
+from ._ranks import Collective
 from ._render import binary, human, memory_summary
 
 __all__ = ["rank_summary", "rank_dict", "collective_rows"]
@@ -16,12 +17,12 @@ _CONVENTION = ("bytes sent by this rank, ring algorithms: all-gather and reduce-
                "full tensor, all-reduce twice that")
 
 
-def collective_rows(profile: ProfileData) -> list[dict[str, Any]]:
-    """The pass's collectives grouped by kind and group size, in order of first appearance."""
-    groups: dict[tuple[str, int], dict[str, Any]] = {}
-    for c in profile.collectives:
-        row = groups.setdefault((c.kind, c.group_size),
-                                {"kind": c.kind, "group_size": c.group_size, "calls": 0, "bytes": 0})
+def collective_rows(collectives: list[Collective]) -> list[dict[str, Any]]:
+    """Collectives grouped by phase, kind and group size, in order of first appearance."""
+    groups: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for c in collectives:
+        row = groups.setdefault((c.phase, c.kind, c.group_size), {
+            "phase": c.phase, "kind": c.kind, "group_size": c.group_size, "calls": 0, "bytes": 0})
         row["calls"] += 1
         row["bytes"] += c.bytes
     return list(groups.values())
@@ -46,18 +47,21 @@ def rank_summary(profile: ProfileData, parallel: Any, memory: Any = None, optimi
     """What one rank of ``parallel`` computes, holds and sends, beside the whole model's figures,
     then its memory when given."""
     rank = profile.rank_total
-    collectives = collective_rows(profile)
+    # with memory, a training step was replayed: its backward's collectives are known too
+    step = memory is not None
+    collectives = collective_rows(profile.step_collectives() if step else profile.collectives)
+    what = "a training step" if step else "the forward"
     work = _heading(parallel) + "\n" + tabulate(
         [[label, human(getattr(profile.total, field)), human(getattr(rank, field))] for field, label in _WORK],
         headers=("", "whole model", "this rank"), disable_numparse=True, colalign=("left", "right", "right"))
     if collectives:
-        sent = tabulate([[r["kind"], r["group_size"], r["calls"], f"{r['bytes']:,}", binary(r["bytes"])]
-                         for r in collectives],
-                        headers=("collectives of the forward", "ranks", "calls", "bytes sent", "binary units"),
+        sent = tabulate([[f"{r['phase']} {r['kind']}", r["group_size"], r["calls"], f"{r['bytes']:,}",
+                          binary(r["bytes"])] for r in collectives],
+                        headers=(f"collectives of {what}", "ranks", "calls", "bytes sent", "binary units"),
                         disable_numparse=True, colalign=("left", "right", "right", "right", "right"))
         sent += "\n" + _CONVENTION
     else:
-        sent = "no collectives in the forward pass"
+        sent = f"no collectives in {what}"
     parts = [work, sent]
     if memory is not None:
         parts.append(memory_summary(profile, memory, optimizer))
