@@ -250,3 +250,24 @@ def test_fsdp_training_step_gathers_and_reduces_each_layer_as_comm_debug_mode_co
         ("backward", "all_gather", "down", 7 * 4 * down // 8), ("backward", "all_gather", "up", 7 * 4 * up // 8),
         ("backward", "reduce_scatter", "down", 7 * 4 * down // 8),
         ("backward", "reduce_scatter", "up", 7 * 4 * up // 8)]
+
+
+# -- memory per rank under tensor parallel ----------------------------------------------------------
+@pytest.mark.parametrize("ranks", [2, 8])
+def test_tensor_parallel_memory_is_the_ranks_shards_and_peaks_equal_memtracker(world, ranks):
+    from oracles import memtracker_peak
+
+    mesh = world(ranks)
+    torch.manual_seed(0)
+    model = parallelize_module(MLP(), mesh, MLP_PLAN)
+    x = torch.randn(4, 64)
+    memory = tf.count(model, x).memory("adamw")
+    local = 256 // ranks
+    shard = 4 * (local * 64 + local + 64 * local + 64)      # float32: up's rows and bias, down's columns, its bias
+    assert memory.params == memory.gradients == shard
+    assert memory.optimizer_state == 2 * shard + 4 * 4     # AdamW: two buffers a shard, four step counters
+    # saved for backward: the input (up's weight gradient) and the ReLU's local output (its own
+    # backward and down's weight gradient), 4 x 64 and 4 x local float32
+    assert memory.activations == 4 * (4 * 64 + 4 * local)
+    assert memory.peak_training == memtracker_peak(model, x, optimizer=torch.optim.AdamW)
+    assert memory.peak_inference == memtracker_peak(model, x, train=False)

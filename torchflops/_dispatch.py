@@ -233,8 +233,8 @@ class OpRecorder(TorchDispatchMode):
         out = answer(args, kwargs) if answer is not None else None
         if out is None:
             out = self._values.run(func, args, kwargs)
-        if session.distributed is not None and session.distributed.propagating(func, args, out):
-            return out      # not the model's work: DTensor working out placements
+        if session.distributed is not None and session.distributed.passes(func, args, out):
+            return out      # not the model's work: DTensor working out placements, or a hand-over
         if session.follows():
             session.on_outputs(_flat((out,), []))
         if session.inside():

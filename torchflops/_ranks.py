@@ -135,6 +135,11 @@ class Ranks:
         self._factors: dict[int, tuple[weakref.ref, int]] = {}    # tensor id -> (tensor, shard factor)
         self._propagation: dict[int, weakref.ref] = {}             # tensors of DTensor's propagation
         self.phase = "forward"      # what the pass runs now: a training step's replay moves it on
+        # registered once DTensor's functional collectives are loaded, as they are by now
+        functional = torch.ops._c10d_functional
+        self._hand_overs = frozenset(getattr(functional, name).default
+                                     for name in ("wait_tensor", "_wrap_tensor_autograd")
+                                     if hasattr(functional, name))
 
     # -- the logical model ---------------------------------------------------------------------------
     def mark(self, out: Any) -> None:
@@ -171,6 +176,13 @@ class Ranks:
             for t in _flat((out,), []):
                 self._factors[id(t)] = (weakref.ref(t), found)
         return found
+
+    def passes(self, func: Any, args: tuple, out: Any) -> bool:
+        """Whether an operation is left out of the rank's record: DTensor's placement propagation,
+        or a functional collective's hand-over of its result (``wait_tensor``, the autograd
+        wrapper), which returns the input's data (as a new tensor on meta, where kernels make
+        their outputs afresh)."""
+        return func in self._hand_overs or self.propagating(func, args, out)
 
     def propagating(self, func: Any, args: tuple, out: Any) -> bool:
         """Whether this operation is DTensor working out output placements: it runs the operation
