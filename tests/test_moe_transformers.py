@@ -56,6 +56,12 @@ FAMILIES = {
     "granitemoeshared": ("GraniteMoeSharedConfig", "GraniteMoeSharedForCausalLM",
                          dict(SMALL, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
                               shared_intermediate_size=64)),
+    "granitemoehybrid": ("GraniteMoeHybridConfig", "GraniteMoeHybridForCausalLM",
+                         dict(SMALL, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
+                              shared_intermediate_size=64, layer_types=["attention", "attention"])),
+    "dots1": ("Dots1Config", "Dots1ForCausalLM",
+              dict(SMALL, intermediate_size=128, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
+                   n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1, head_dim=16)),
     # mixture of experts in the MLP and in attention (query and output projections)
     "jetmoe": ("JetMoeConfig", "JetMoeForCausalLM",
                dict(hidden_size=64, num_hidden_layers=2, num_key_value_heads=2, kv_channels=16, intermediate_size=32,

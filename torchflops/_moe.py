@@ -19,7 +19,7 @@ that were hit) and therefore cannot run shape-only.
   shape-only pass the module returns a stand-in shaped like its input instead of running.
 
 ``resolve`` also recognises transformers' own MoE classes, so they need no ``formulas=``,
-among them a third layout, ScatterMoE-style blocks (JetMoe; 4.x's GraniteMoe): the router sorts
+among them a third layout, ScatterMoE-style blocks (JetMoe; 4.x's GraniteMoe family): the router sorts
 the routed rows by expert and the experts modules are told the group sizes as Python ints. There
 the block's own forward runs and, on a shape-only pass, only the router is replaced, by one that
 puts every routed row in the first expert's group.
@@ -215,7 +215,7 @@ _MISSING = object()
 @dataclass(frozen=True)
 class _SortedRouting(MoE):
     """A ScatterMoE-style block (transformers' JetMoe, for its MLP and its attention experts, and
-    4.x's GraniteMoe): the router at ``router`` (a path) sorts the ``tokens x top_k`` routed rows
+    4.x's GraniteMoe, GraniteMoeShared and GraniteMoeHybrid): the router at ``router`` (a path) sorts the ``tokens x top_k`` routed rows
     by expert, and the modules at ``stacked`` (paths), each holding every expert's weight stacked
     ``(experts, out, in)``, run each expert on its group, told the group sizes as Python ints read
     from the routing's values. The block's own forward runs; on a shape-only pass the router
@@ -348,6 +348,7 @@ _TRANSFORMERS: dict[str, MoE] = {
     "jamba.modeling_jamba.JambaSparseMoeBlock": MoE("top_k", router="router", router_logits=True),
     "deepseek_v3.modeling_deepseek_v3.DeepseekV3MoE": MoE(
         "num_experts_per_tok", router="gate", shared=("shared_experts",)),
+    "dots1.modeling_dots1.Dots1MoE": MoE("num_experts_per_tok", router="gate", shared=("shared_experts",)),
     "glm4_moe.modeling_glm4_moe.Glm4MoeMoE": MoE("num_experts_per_tok", router="gate", shared=("shared_experts",)),
     "ernie4_5_moe.modeling_ernie4_5_moe.Ernie4_5_MoeSparseMoeBlock": MoE(
         "top_k", router="gate", shared=("shared_experts",), router_logits=True),
@@ -355,6 +356,8 @@ _TRANSFORMERS: dict[str, MoE] = {
     "granitemoe.modeling_granitemoe.GraniteMoeMoE": _SortedRouting(
         "top_k", router="router", stacked=("input_linear", "output_linear")),
     "granitemoeshared.modeling_granitemoeshared.GraniteMoeSharedMoE": _SortedRouting(
+        "top_k", router="router", stacked=("input_linear", "output_linear")),
+    "granitemoehybrid.modeling_granitemoehybrid.GraniteMoeHybridMoE": _SortedRouting(
         "top_k", router="router", stacked=("input_linear", "output_linear")),
     "jetmoe.modeling_jetmoe.JetMoeMoE": _SortedRouting(
         "top_k", router="router", stacked=("input_linear", "output_linear")),
