@@ -19,10 +19,10 @@ that were hit) and therefore cannot run shape-only.
   shape-only pass the module returns a stand-in shaped like its input instead of running.
 
 ``resolve`` also recognises transformers' own MoE classes, so they need no ``formulas=``,
-among them a third layout, ScatterMoE-style blocks (JetMoe; 4.x's GraniteMoe family): the router sorts
-the routed rows by expert and the experts modules are told the group sizes as Python ints. There
-the block's own forward runs and, on a shape-only pass, only the router is replaced, by one that
-puts every routed row in the first expert's group.
+among them a third layout, ScatterMoE-style blocks (JetMoe; 4.x's GraniteMoe family): the
+router sorts the routed rows by expert and the experts modules are told the group sizes as
+Python ints. There the block's own forward runs and, on a shape-only pass, only the router is
+replaced, by one that puts every routed row in the first expert's group.
 """
 from __future__ import annotations
 
@@ -215,12 +215,12 @@ _MISSING = object()
 @dataclass(frozen=True)
 class _SortedRouting(MoE):
     """A ScatterMoE-style block (transformers' JetMoe, for its MLP and its attention experts, and
-    4.x's GraniteMoe, GraniteMoeShared and GraniteMoeHybrid): the router at ``router`` (a path) sorts the ``tokens x top_k`` routed rows
-    by expert, and the modules at ``stacked`` (paths), each holding every expert's weight stacked
-    ``(experts, out, in)``, run each expert on its group, told the group sizes as Python ints read
-    from the routing's values. The block's own forward runs; on a shape-only pass the router
-    returns the same routing with every row in the first expert's group, which costs what any
-    grouping does. ``top_k`` is read from the router."""
+    4.x's GraniteMoe, GraniteMoeShared and GraniteMoeHybrid): the router at ``router`` (a path)
+    sorts the ``tokens x top_k`` routed rows by expert, and the modules at ``stacked`` (paths),
+    each holding every expert's weight stacked ``(experts, out, in)``, run each expert on its
+    group, told the group sizes as Python ints read from the routing's values. The block's own
+    forward runs; on a shape-only pass the router returns the same routing with every row in the
+    first expert's group, which costs what any grouping does. ``top_k`` is read from the router."""
 
     experts: Optional[str] = None
     router: str = "router"
