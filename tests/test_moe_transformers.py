@@ -43,9 +43,32 @@ FAMILIES = {
     "jamba": ("JambaConfig", "JambaForCausalLM",
               dict(SMALL, intermediate_size=128, num_experts=4, num_experts_per_tok=2, expert_layer_period=1,
                    expert_layer_offset=0, attn_layer_period=1, attn_layer_offset=0, use_mamba_kernels=False)),
+    "glm4_moe": ("Glm4MoeConfig", "Glm4MoeForCausalLM",
+                 dict(SMALL, intermediate_size=128, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
+                      n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1, head_dim=16)),
+    "ernie4_5_moe": ("Ernie4_5_MoeConfig", "Ernie4_5_MoeForCausalLM",
+                     dict(SMALL, intermediate_size=128, moe_intermediate_size=32, moe_num_experts=4, moe_k=2,
+                          moe_num_shared_experts=1, moe_layer_start_index=1)),
+    "hunyuan_v1_moe": ("HunYuanMoEV1Config", "HunYuanMoEV1ForCausalLM",
+                       dict(SMALL, intermediate_size=32, num_experts=4, moe_topk=2, head_dim=16)),
+    "granitemoe": ("GraniteMoeConfig", "GraniteMoeForCausalLM",
+                   dict(SMALL, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2)),
+    "granitemoeshared": ("GraniteMoeSharedConfig", "GraniteMoeSharedForCausalLM",
+                         dict(SMALL, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
+                              shared_intermediate_size=64)),
+    "granitemoehybrid": ("GraniteMoeHybridConfig", "GraniteMoeHybridForCausalLM",
+                         dict(SMALL, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2,
+                              shared_intermediate_size=64, layer_types=["attention", "attention"])),
+    "dots1": ("Dots1Config", "Dots1ForCausalLM",
+              dict(SMALL, intermediate_size=128, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
+                   n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1, head_dim=16)),
+    # mixture of experts in the MLP and in attention (query and output projections)
+    "jetmoe": ("JetMoeConfig", "JetMoeForCausalLM",
+               dict(hidden_size=64, num_hidden_layers=2, num_key_value_heads=2, kv_channels=16, intermediate_size=32,
+                    num_local_experts=4, num_experts_per_tok=2, vocab_size=VOCAB)),
 }
-# DBRX takes no experts_implementation on transformers 5
-ONE_IMPLEMENTATION = {"dbrx"}
+# DBRX and JetMoe take no experts_implementation on transformers 5
+ONE_IMPLEMENTATION = {"dbrx", "jetmoe"}
 
 
 def _family(name):
@@ -80,21 +103,32 @@ def test_moe_family_shape_only_equals_a_real_pass_forward_and_backward(name, exp
 
 def _params_one_token_uses(name, experts):
     """Brute force: the parameters a one-token pass sends a gradient to, on CPU. Inside the experts,
-    a stacked weight (one slice per expert along its first dimension) counts the slices that got a
-    nonzero gradient, and a listed expert's weight counts when it got one (4.x OLMoE calls every
-    expert, those without a token on zero rows); any other parameter counts when it got a gradient
-    at all (with one token, attention's query and key get a zero one: softmax over one key)."""
+    a stacked weight (one slice per expert along its first dimension; JetMoe's and 4.x GraniteMoe's
+    3-D weights too) counts the slices that got a nonzero gradient, and a listed expert's weight
+    counts when it got one (4.x OLMoE calls every expert, those without a token on zero rows); any
+    other parameter counts when it got a gradient at all (with one token, attention's query and key
+    get a zero one: softmax over one key), or is frozen (Ernie 4.5's routing bias, which the router
+    reads)."""
     config, cls = _family(name)
     model = build(config(), cls, device="cpu", experts=experts)
-    out = model(input_ids=token_ids((1, 1), VOCAB, seed=3))
+    cached = {}
+    if name == "jetmoe":
+        # its query projection is an expert, whose slices get a zero gradient from a softmax over
+        # one key: the token attends to an earlier one as well, cached without a gradient
+        with torch.no_grad():
+            earlier = model(input_ids=token_ids((1, 1), VOCAB, seed=4), use_cache=True)[1]
+        cached = {"cache" if V5 else "past_key_values": earlier}
+    out = model(input_ids=token_ids((1, 1), VOCAB, seed=3), **cached)
     out.logits.sum().backward()
     total = 0
     for qualified, p in model.named_parameters():
         if p.grad is None:
+            total += 0 if p.requires_grad else p.numel()
             continue
         path = qualified.split(".")
         owner = model.get_submodule(".".join(path[:-1]))
-        if path[-2] == "experts" or isinstance(owner, transformers.models.dbrx.modeling_dbrx.DbrxExpertGLU):
+        if path[-2] == "experts" or p.dim() == 3 or isinstance(owner,
+                                                               transformers.models.dbrx.modeling_dbrx.DbrxExpertGLU):
             ffn = getattr(model.config, "ffn_config", None)
             slices = p.grad.reshape(ffn.moe_num_experts if ffn is not None else _experts(model.config), -1)
             total += int((slices != 0).any(dim=1).sum()) * slices.shape[1]
@@ -106,10 +140,34 @@ def _params_one_token_uses(name, experts):
 
 
 def _experts(config):
-    for key in ("num_local_experts", "num_experts", "n_routed_experts"):
+    for key in ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts"):
         if isinstance(getattr(config, key, None), int):
             return getattr(config, key)
     raise AssertionError("no experts count in the config")
+
+
+@pytest.mark.slow
+def test_jetmoe_counts_shape_only_under_sdpa_attention():
+    """4.x's JetMoe picks a subclass of its attention, the caller of its attention experts, per
+    attention implementation; the cost is that of eager attention, where PyTorch's counter sees
+    the matmuls."""
+    config, cls = _family("jetmoe")
+    oracle = flop_counter(build(config(), cls, device="cpu"), {"input_ids": token_ids((2, 8), VOCAB)})
+    meta = tf.count(build(config(), cls, attention="sdpa"), input_size=(2, 8), dtype=torch.long)
+    assert (meta.total.flops, meta.total.backward_flops) == oracle
+    assert meta.active_params == _params_one_token_uses("jetmoe", None)
+
+
+def test_a_scattermoe_block_whose_experts_do_not_match_its_router_is_refused():
+    """JetMoe's router picks among 4 experts; experts stacked for 3 cannot be read."""
+    config, cls = _family("jetmoe")
+    model = build(config(), cls)
+    mlp = model.model.layers[0].mlp
+    weight = mlp.input_linear.weight
+    mlp.input_linear.weight = torch.nn.Parameter(torch.empty(3, *weight.shape[1:], device="meta"))
+    with pytest.raises(ValueError, match="JetMoeMoE's router and experts are not laid out as torchflops reads"):
+        tf.count(model, input_size=(1, 8), dtype=torch.long)
+    assert mlp.input_linear.weight.shape[0] == 3 and "forward" not in vars(mlp.router)
 
 
 def mixtral_macs(tokens, batch, seq, hidden, intermediate, layers, experts, top_k, heads, kv_heads, vocab):

@@ -281,8 +281,9 @@ class Session:
             if self._shape_only:
                 # routing reads tensor values: shape-only passes run the MoE stand-ins instead
                 for _, module, moe in self.moe:
-                    self._forwards.append((module, vars(module).get("forward")))
-                    vars(module)["forward"] = partial(moe.standin(), module)
+                    for target, standin in moe.standins(module):
+                        self._forwards.append((target, vars(target).get("forward")))
+                        vars(target)["forward"] = standin
             self._handles.append(nn.modules.module.register_module_forward_pre_hook(self._pre))
             if self.distributed is None:
                 self._handles.append(nn.modules.module.register_module_forward_hook(

@@ -18,13 +18,17 @@ that were hit) and therefore cannot run shape-only.
   a formula counts ``tokens x top_k`` passes through one slice of each stacked weight, and on a
   shape-only pass the module returns a stand-in shaped like its input instead of running.
 
-``resolve`` also recognises transformers' own MoE classes, so they need no ``formulas=``.
+``resolve`` also recognises transformers' own MoE classes, so they need no ``formulas=``,
+among them a third layout, ScatterMoE-style blocks (JetMoe; 4.x's GraniteMoe family): the
+router sorts the routed rows by expert and the experts modules are told the group sizes as
+Python ints. There the block's own forward runs and, on a shape-only pass, only the router is
+replaced, by one that puts every routed row in the first expert's group.
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Union, cast
 
 import torch
 from torch import nn
@@ -140,6 +144,20 @@ class MoE:
         the module's input, as the output of an experts layer is."""
         return _stacked_standin if self.experts is None else self._block_standin
 
+    def formula(self) -> Optional[MoE]:
+        """What counts the module as one formula: this description for stacked weights; ``None``
+        for a block whose parts are counted."""
+        return self if self.experts is None else None
+
+    def standins(self, module: nn.Module) -> list[tuple[nn.Module, StandIn]]:
+        """The modules whose forward a shape-only pass replaces, each with its stand-in."""
+        return [(module, functools.partial(self.standin(), module))]
+
+    def fits(self, module: nn.Module) -> bool:
+        """Whether the module is laid out as this description reads it (transformers 5 keeps
+        4.x's block names around modules laid out differently)."""
+        return self.experts is None or isinstance(getattr(module, self.experts, None), nn.ModuleList)
+
     def check(self, module: nn.Module) -> None:
         """Refuse, before the pass, a module whose routing this description cannot read."""
         label = type(module).__name__
@@ -158,13 +176,17 @@ class MoE:
         if top_k > len(experts):
             raise ValueError(f"{label} routes each token to top_k={top_k} experts but has {len(experts)}")
         for name in (self.router, *self.shared):
-            if name is not None and not isinstance(getattr(module, name, None), nn.Module):
+            # a shared module set to None is one this block was built without (Ernie 4.5 with no
+            # shared experts); an attribute that is missing or not a module is a wrong description
+            found = getattr(module, name, _MISSING) if name is not None else None
+            if found is _MISSING or found is not None and not isinstance(found, nn.Module):
                 raise ValueError(f"{label} has no submodule {name!r}")
 
     def _block_standin(self, module: nn.Module, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         logits = getattr(module, self.router)(hidden_states) if self.router else None
         for name in self.shared:
-            getattr(module, name)(hidden_states)
+            if getattr(module, name) is not None:
+                getattr(module, name)(hidden_states)
         experts = getattr(module, self.experts)
         width = hidden_states.shape[-1]
         routed = hidden_states.reshape(-1, width).repeat(self._top_k(module, None), 1)
@@ -185,6 +207,83 @@ class MoE:
         experts = getattr(module, self.experts)
         one = sum(p.numel() for p in experts[0].parameters())
         return one * (len(experts) - self._top_k(module, call))
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _SortedRouting(MoE):
+    """A ScatterMoE-style block (transformers' JetMoe, for its MLP and its attention experts, and
+    4.x's GraniteMoe, GraniteMoeShared and GraniteMoeHybrid): the router at ``router`` (a path)
+    sorts the ``tokens x top_k`` routed rows by expert, and the modules at ``stacked`` (paths),
+    each holding every expert's weight stacked ``(experts, out, in)``, run each expert on its
+    group, told the group sizes as Python ints read from the routing's values. The block's own
+    forward runs; on a shape-only pass the router returns the same routing with every row in the
+    first expert's group, which costs what any grouping does. ``top_k`` is read from the router."""
+
+    experts: Optional[str] = None
+    router: str = "router"
+    stacked: tuple[str, ...] = ()
+
+    def formula(self) -> None:
+        return None
+
+    def fits(self, module: nn.Module) -> bool:
+        try:
+            module.get_submodule(f"{self.router}.layer")
+            self._weights(module)
+        except AttributeError:
+            return False
+        return True
+
+    def standins(self, module: nn.Module) -> list[tuple[nn.Module, StandIn]]:
+        router = module.get_submodule(self.router)
+        return [(router, functools.partial(_first_group_routing, router))]
+
+    def check(self, module: nn.Module) -> None:
+        label = type(module).__name__
+        try:
+            layer = module.get_submodule(f"{self.router}.layer")
+            weights = self._weights(module)
+        except AttributeError as missing:
+            raise ValueError(f"{label} is not laid out as torchflops reads this block's routing: {missing}") from None
+        experts = self._experts_count(module)
+        if not isinstance(layer, nn.Linear) or any(w.dim() != 3 or w.shape[0] != experts for w in weights):
+            raise ValueError(f"{label}'s router and experts are not laid out as torchflops reads this "
+                             "block's routing")
+        if self._top_k(module, None) > experts:
+            raise ValueError(f"{label} routes each token to top_k={self._top_k(module, None)} experts "
+                             f"but has {experts}")
+
+    def _weights(self, module: nn.Module) -> list[torch.Tensor]:
+        found = [getattr(module.get_submodule(path), "weight", None) for path in self.stacked]
+        if not all(isinstance(w, torch.Tensor) for w in found):
+            raise AttributeError(f"no stacked expert weight at each of {', '.join(self.stacked)}")
+        return cast("list[torch.Tensor]", found)
+
+    def _experts_count(self, module: nn.Module) -> int:
+        return _read(module.get_submodule(self.router), "num_experts", "num_experts")
+
+    def _top_k(self, module: nn.Module, call: Optional[Call]) -> int:
+        return _read(module.get_submodule(self.router), cast(str, self.top_k), "top_k")
+
+    def inactive(self, module: nn.Module, call: Call) -> int:
+        unused = self._experts_count(module) - self._top_k(module, call)
+        return sum(w.numel() // w.shape[0] * unused for w in self._weights(module))
+
+
+def _first_group_routing(router: nn.Module, hidden_states: torch.Tensor) -> tuple[Any, ...]:
+    """A JetMoe-style router's output, ``(order, token of each row, gate of each row, group sizes,
+    logits)``, with every routed row in the first group. The gates come from the logits, so the
+    backward reaches the router as a real pass's does."""
+    top_k = _read(router, "top_k", "top_k")
+    logits = router.get_submodule("layer")(hidden_states).float()
+    top_logits, _ = logits.topk(top_k, dim=1)
+    gates = torch.softmax(top_logits, dim=1).type_as(hidden_states).flatten()
+    order = torch.arange(gates.shape[0], device=hidden_states.device)
+    sizes = [gates.shape[0]] + [0] * (_read(router, "num_experts", "num_experts") - 1)
+    return order, order.div(top_k, rounding_mode="trunc"), gates, sizes, logits
 
 
 def _read(module: nn.Module, value: Union[int, str, tuple[str, ...]], what: str) -> int:
@@ -249,6 +348,22 @@ _TRANSFORMERS: dict[str, MoE] = {
     "jamba.modeling_jamba.JambaSparseMoeBlock": MoE("top_k", router="router", router_logits=True),
     "deepseek_v3.modeling_deepseek_v3.DeepseekV3MoE": MoE(
         "num_experts_per_tok", router="gate", shared=("shared_experts",)),
+    "dots1.modeling_dots1.Dots1MoE": MoE("num_experts_per_tok", router="gate", shared=("shared_experts",)),
+    "glm4_moe.modeling_glm4_moe.Glm4MoeMoE": MoE("num_experts_per_tok", router="gate", shared=("shared_experts",)),
+    "ernie4_5_moe.modeling_ernie4_5_moe.Ernie4_5_MoeSparseMoeBlock": MoE(
+        "top_k", router="gate", shared=("shared_experts",), router_logits=True),
+    "hunyuan_v1_moe.modeling_hunyuan_v1_moe.HunYuanMoEV1Moe": MoE("top_k", router="gate", shared=("shared_mlp",)),
+    "granitemoe.modeling_granitemoe.GraniteMoeMoE": _SortedRouting(
+        "top_k", router="router", stacked=("input_linear", "output_linear")),
+    "granitemoeshared.modeling_granitemoeshared.GraniteMoeSharedMoE": _SortedRouting(
+        "top_k", router="router", stacked=("input_linear", "output_linear")),
+    "granitemoehybrid.modeling_granitemoehybrid.GraniteMoeHybridMoE": _SortedRouting(
+        "top_k", router="router", stacked=("input_linear", "output_linear")),
+    "jetmoe.modeling_jetmoe.JetMoeMoE": _SortedRouting(
+        "top_k", router="router", stacked=("input_linear", "output_linear")),
+    # the attention experts' block (JetMoeMoA) is never called itself: its caller is described
+    "jetmoe.modeling_jetmoe.JetMoeAttention": _SortedRouting(
+        "top_k", router="experts.router", stacked=("experts.input_linear", "experts.output_linear")),
     "gpt_oss.modeling_gpt_oss.GptOssExperts": MoE(top_k=_routing_width((1, "router_indices")), experts=None,
                                                   transposed=True),
     # 4.x calls it with (x, weights, top_weights, top_experts), 5.x with (x, top_k_index, top_k_weights)
@@ -281,11 +396,12 @@ def _builtin(module: nn.Module) -> Optional[MoE]:
     forward = getattr(cls.forward, "__code__", None)
     if forward is not None and forward is _experts_forward_code():
         return _STACKED
-    spec = _TRANSFORMERS.get(f"{cls.__module__.removeprefix('transformers.models.')}.{cls.__qualname__}")
-    if spec is None or spec.experts is not None and not isinstance(getattr(module, spec.experts, None),
-                                                                   nn.ModuleList):
-        return None     # transformers 5 keeps the block names around an experts module: shape-static
-    return spec
+    for klass in cls.__mro__:     # 4.x's JetMoe picks a subclass of its attention per implementation
+        spec = _TRANSFORMERS.get(f"{klass.__module__.removeprefix('transformers.models.')}.{klass.__qualname__}")
+        if spec is not None:
+            # transformers 5 keeps 4.x's block names around its experts modules, which are shape-static
+            return spec if spec.fits(module) else None
+    return None
 
 
 def resolve(module: nn.Module, formula: Optional[Callable]) -> tuple[Optional[Callable], Optional[MoE]]:
@@ -299,5 +415,5 @@ def resolve(module: nn.Module, formula: Optional[Callable]) -> tuple[Optional[Ca
     if spec is None:
         return formula, None
     spec.check(module)
-    return (spec if spec.experts is None else None), spec
+    return spec.formula(), spec
 
