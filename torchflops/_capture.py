@@ -570,9 +570,10 @@ class Session:
         self._op_record = len(self.raw)
         self.raw.append(RawCall(name, op_name(func), None, formula, call, read, written, 0, written, scale))
 
-    def _describe(self, args: tuple, kwargs: dict, output: Any,
-                  parameter: Callable[[torch.Tensor], bool]) -> Call:
-        return Call(*(describe(part, self._tracker, parameter) for part in (args, kwargs, output)))
+    def _describe(self, args: tuple, kwargs: dict, output: Any, parameter: Callable[[torch.Tensor], bool],
+                  needs_grad: Optional[Callable[[torch.Tensor], bool]] = None) -> Call:
+        needs_grad = needs_grad or self._tracker
+        return Call(*(describe(part, needs_grad, parameter) for part in (args, kwargs, output)))
 
     # -- what ``Ranks`` asks of the session ---------------------------------------------------------
     def _current_name(self) -> str:
@@ -591,7 +592,7 @@ class Session:
     def describe_call(self, args: tuple, kwargs: dict, output: Any, needs_grad: Callable[[torch.Tensor], bool],
                       parameter: Callable[[torch.Tensor], bool]) -> Call:
         with _OWN_CODE():
-            return Call(*(describe(part, needs_grad, parameter) for part in (args, kwargs, output)))
+            return self._describe(args, kwargs, output, parameter, needs_grad)
 
     @staticmethod
     def raw_call(name: str, op: str, formula: Optional[Formula], call: Call, read: int, written: int) -> RawCall:

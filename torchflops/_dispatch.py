@@ -28,7 +28,7 @@ from ._values import Values
 if TYPE_CHECKING:  # pragma: no cover
     from ._capture import Session
 
-__all__ = ["OpRecorder", "op_name", "span_bytes", "kernel_bytes"]
+__all__ = ["OpRecorder", "op_name", "span_bytes", "kernel_bytes", "tensors_of"]
 
 _aten = torch.ops.aten
 
@@ -97,6 +97,12 @@ def _flat(values: Any, out: list) -> list:
     return out
 
 
+def tensors_of(args: tuple, kwargs: dict) -> list[torch.Tensor]:
+    """The tensors among an operation's arguments, positional then keyword, nested ones included."""
+    found = _flat(args, [])
+    return _flat(kwargs.values(), found) if kwargs else found
+
+
 def _distinct_bytes(tensors: list[torch.Tensor]) -> int:
     """Each storage once: the bytes from the lowest to the highest byte the tensors on it span."""
     if len(tensors) == 1:
@@ -127,9 +133,7 @@ def moved(func: torch._ops.OpOverload, args: tuple, kwargs: dict, out: Any) -> t
 def kernel_bytes(args: tuple, kwargs: dict, out: Any, skip_first: bool = False) -> tuple[int, int]:
     """``(read, written)`` of one kernel: its distinct input storages and its outputs. Also what a
     call answered from shapes (a fused recurrent kernel) moves."""
-    inputs = _flat(args, [])
-    if kwargs:
-        _flat(kwargs.values(), inputs)
+    inputs = tensors_of(args, kwargs)
     if skip_first and inputs and args and inputs[0] is args[0]:
         inputs = inputs[1:]
     outputs = _flat((out,), [])

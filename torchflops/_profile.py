@@ -183,9 +183,10 @@ class ProfileData:
         parameters."""
         if not isinstance(name, str):
             raise TypeError(f"rank_module() takes a qualified module name (str), got {type(name).__name__}")
-        if name == "" or self._ranks is None:
-            counts = self.module(name) if self._ranks is None else self.rank_total
-            return counts.replace(elementwise_flops=0) if self._ranks is None else counts
+        if self._ranks is None:
+            return self.module(name).replace(elementwise_flops=0)
+        if name == "":
+            return self.rank_total
         module = self._named(name)
         prefix = name + "."
         inside = lambda n: n == name or n.startswith(prefix)  # noqa: E731

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import torch
 
 from ._call import Call
-from ._dispatch import _flat, op_name
+from ._dispatch import _flat, op_name, tensors_of
 from ._known import op_is_costly
 from ._sharded import is_dtensor, local
 
@@ -168,10 +168,7 @@ class Ranks:
     def propagate(self, args: tuple, kwargs: dict, out: Any) -> int:
         """A plain operation between DTensor operations: its results are as sharded as its
         most sharded input. Returns that factor."""
-        inputs = _flat(args, [])
-        if kwargs:
-            _flat(kwargs.values(), inputs)
-        found = self.factor(inputs)
+        found = self.factor(tensors_of(args, kwargs))
         if found > 1:
             for t in _flat((out,), []):
                 self._factors[id(t)] = (weakref.ref(t), found)
@@ -244,8 +241,7 @@ class Ranks:
         if self._outer:
             outer, outer_args, outer_kwargs = self._outer[-1]
             if outer.overloadpacket is func.overloadpacket:
-                mine = _flat(args, []) + _flat(kwargs.values(), [])
-                theirs = _flat(outer_args, []) + _flat(outer_kwargs.values(), [])
+                mine, theirs = tensors_of(args, kwargs), tensors_of(outer_args, outer_kwargs)
                 if len(mine) == len(theirs):
                     for local, logical in zip(mine, theirs):
                         flags[id(local)] = (session.needs_grad(logical), session.is_parameter(logical))
