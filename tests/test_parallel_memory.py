@@ -19,6 +19,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode
 
 import torchflops as tf
+from torchflops._api import _warm_optimizer
 
 fsdp = pytest.importorskip("torch.distributed.fsdp")
 from torch.distributed.device_mesh import init_device_mesh  # noqa: E402
@@ -216,8 +217,54 @@ def _allocated(fn) -> int:
     return sum(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0)
 
 
+@pytest.mark.parametrize("kind", ["meta", "fake", "cpu"])
+def test_fsdp_passes_run_on_meta_and_leave_fsdp_as_it_was(kind):
+    """Whatever the model's tensors (meta, fake, real), its FSDP passes run on meta stand-ins
+    (FSDP's own meta check switched off on each group for the pass, its buffers made on meta),
+    and afterwards every FSDP attribute is the model's own again."""
+    with fake_group(8) as mesh:
+        model = built(kind, lambda: mlp((64, 256, 64)), mesh)
+        groups = [g for m in model.modules() if isinstance(m, fsdp.FSDPModule)
+                  for g in m._get_fsdp_state()._fsdp_param_groups]
+        before = [dict(vars(g)) for g in groups]
+        data = [p._sharded_param_data for g in groups for p in g.fsdp_params]
+        profile = tf.count(model, input_size=(4, 64))
+        profile.memory("adamw")
+        assert profile.meta["device"] == "meta"
+        assert all("_validate_no_meta_params" not in vars(g) for g in groups)
+        assert [dict(vars(g)) for g in groups] == before
+        assert all(a is b for a, b in zip(data, (p._sharded_param_data for g in groups for p in g.fsdp_params)))
+
+
+def test_adams_state_is_made_as_its_first_step_makes_it():
+    """A training replay makes Adam's state with Adam's own ``_init_group`` instead of a whole
+    step: the same tensors (keys, shapes, strides, dtypes, devices, placements) and step counts,
+    on DTensor shards of a tensor-parallel MLP and on plain tensors."""
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    def made(params, warm):
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        if warm:
+            return _warm_optimizer(torch.optim.AdamW, params)
+        optimizer = torch.optim.AdamW(params)
+        optimizer.step()
+        return optimizer
+
+    def described(optimizer):
+        return [{k: (type(v), tuple(v.shape), v.stride(), v.dtype, v.device, getattr(v, "placements", None),
+                     float(v) if v.dim() == 0 else None) for k, v in state.items()}
+                for state in optimizer.state.values()]
+
+    with fake_group(8) as mesh:
+        plans = {"0": ColwiseParallel(), "2": RowwiseParallel()}
+        for make in (lambda: parallelize_module(mlp((16, 32, 16)), mesh, plans), lambda: mlp((16, 32, 16))):
+            ours, theirs = (described(made(list(make().parameters()), warm)) for warm in (True, False))
+            assert ours == theirs and len(ours) == 4
+
+
 def test_real_parameters_are_not_gathered():
-    """A model with real CPU parameters is counted on fake stand-ins: FSDP's all-gathers (64 MiB
+    """A model with real CPU parameters is counted on meta stand-ins: FSDP's all-gathers (64 MiB
     per layer here) allocate nothing; a real forward allocates them."""
     with fake_group(2) as mesh:
         model = sharded(nn.Sequential(nn.Linear(2048, 2048), nn.Linear(2048, 2048)), mesh)

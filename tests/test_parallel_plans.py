@@ -20,6 +20,7 @@ import pytest
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.distributed.tensor import DTensor, Replicate, Shard
 from torch.distributed.tensor.debug import CommDebugMode
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel
@@ -287,9 +288,13 @@ def test_fsdp_shards_every_parameter_per_decoder_layer_and_the_root():
     assert counts == {"_allgather_base_": 5, "_reduce_scatter_base_": 3}
 
 
+@contextlib.contextmanager
 def _fake_mode(model: nn.Module):
-    """The FakeTensorMode the planned copy's fake parameters belong to."""
-    return next(model.parameters()).to_local().fake_mode
+    """The planned copy (meta) moved to fake tensors, for FSDP's own forward, which refuses meta
+    parameters; the block runs in their FakeTensorMode."""
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        model.to_empty(device="cpu")
+        yield mode
 
 
 @pytest.mark.transformers

@@ -341,17 +341,21 @@ class _Pass:
             stack.enter_context(torch.inference_mode(False))
             stack.enter_context(torch.enable_grad())
             args, kw = _inputs(self.inputs, self.kwargs, self.sizes, self.dtype, self.device, fake)
+            sharded = self.sharded()
             with _PASS_LOCK:
                 snapshot = _snapshot(self.modules)
                 contents = _contents(self.modules)
-                replacements = _replacements(snapshot, self.device, fake)
+                # FSDP adopts its stand-ins by padding them: never the model's own meta tensors
+                replacements = _replacements(snapshot, self.device, fake, fresh=bool(sharded.states))
                 try:
                     _substitute(snapshot, replacements)
-                    sharded = stack.enter_context(self.sharded())
+                    stack.enter_context(sharded)
                     sharded.adopt()
                     session = Session(model, self.resolver, self.modules, keep_saved=False,
                                       shape_only=self.device.type == "meta")
-                    session.storages.resizable = sharded.resizable if sharded.states else None
+                    if sharded.states:
+                        session.storages.resizable = sharded.resizable
+                        session.redirect = sharded.devices() if not fake else frozenset()
                     with session:
                         model(*args, **kw)
                 finally:
@@ -400,7 +404,9 @@ class _Pass:
                     step = _warm_optimizer(optimizer, trainable) if train else None
                     session = Session(model, self.resolver, self.modules, keep_saved=train, shortcuts=False,
                                       whole_thread=train)
-                    session.storages.resizable = sharded.resizable if sharded.states else None
+                    if sharded.states:
+                        session.storages.resizable = sharded.resizable
+                        session.redirect = sharded.devices() if not (fake or real) else frozenset()
                     with session:
                         if step is not None:
                             session.storages.hold(iter_tensors(list(step.state.values())))
@@ -437,15 +443,35 @@ _DATA_DEPENDENT = ("DataDependentOutputException", "DynamicOutputShapeException"
 
 def _warm_optimizer(optimizer: Optional[Callable[[list], torch.optim.Optimizer]],
                     trainable: list[torch.Tensor]) -> Optional[torch.optim.Optimizer]:
-    """The optimizer over ``trainable`` with its state made by one step, gradients cleared again."""
+    """The optimizer over ``trainable`` with its state as one step leaves it, gradients cleared
+    again. Adam's (and AdamW's) state is made by its own ``_init_group``, as its step makes it,
+    without the step's arithmetic (which changes no size, and on a sharded model of hundreds of
+    parameters costs a second); other optimizers take one step."""
     if optimizer is None or not trainable:
         return None
     made = optimizer(trainable)
     for p in trainable:
         p.grad = torch.zeros_like(p)
-    made.step()
+    if not (isinstance(made, torch.optim.Adam) and _init_adam(made)):
+        made.step()
     made.zero_grad(set_to_none=True)
     return made
+
+
+def _init_adam(made: torch.optim.Adam) -> bool:
+    """Adam's state made by ``_init_group`` and its step counters advanced as a step advances
+    them; False (nothing made) where this PyTorch's ``_init_group`` takes other arguments."""
+    with torch.no_grad():
+        for group in made.param_groups:
+            steps: list[torch.Tensor] = []
+            try:
+                made._init_group(group, [], [], [], [], [], steps)
+            except TypeError:
+                made.state.clear()
+                return False
+            for step in steps:
+                step += 1
+    return True
 
 
 def _loss(output: Any) -> Optional[torch.Tensor]:
@@ -517,8 +543,6 @@ def _token_ids(error: BaseException) -> bool:
 
 
 def _shape_only(request: _Pass) -> Profile:
-    if request.sharded().states:
-        return request.run(fake=True)   # FSDP refuses meta parameters
     try:
         return request.run(fake=False)
     except Exception as error:  # noqa: BLE001 - retried below, then re-raised unchanged

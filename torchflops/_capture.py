@@ -254,6 +254,8 @@ class Session:
         # a model with DTensor parameters: what this rank runs on its shards, kept apart
         self.distributed: Optional[Ranks] = None
         self._stamps = False
+        # devices whose new tensors are made on meta instead (an FSDP model's, ``_sharded``)
+        self.redirect: frozenset[torch.device] = frozenset()
 
     # -- lifetime -------------------------------------------------------------------------------
     def __enter__(self) -> Session:

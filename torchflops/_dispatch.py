@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["OpRecorder", "op_name", "span_bytes", "kernel_bytes", "tensors_of"]
 
 _aten = torch.ops.aten
+# a fake tensor's ``.device`` (asked for by autograd, FSDP and DTensor thousands of times a step):
+# an attribute read, handed straight to the mode below
+_DEVICE = torch.ops.prim.device.default
+_META = torch.device("meta")
 
 
 def op_name(func: torch._ops.OpOverload) -> str:
@@ -225,8 +229,13 @@ class OpRecorder(TorchDispatchMode):
         self._values = Values()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is _DEVICE:
+            return func(*args, **(kwargs or {}))
         kwargs = kwargs or {}
         session = self._session
+        if session.redirect and kwargs.get("device") in session.redirect:
+            # FSDP's buffers, made on its device, for a pass on meta stand-ins (``_sharded``)
+            kwargs = {**kwargs, "device": _META}
         if session.distributed is not None:
             if self._delegate:
                 self._delegate = False

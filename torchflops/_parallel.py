@@ -29,8 +29,8 @@ The standard plan:
 - FSDP2: ``fully_shard`` on each decoder layer (the classes a Hugging Face model names in
   ``_no_split_modules``; otherwise each direct child of the root that holds parameters), then
   on the root. With both, the mesh is 2-D, ``("dp", "tp")``: tensor parallel inside a node's
-  ranks, FSDP across them. FSDP2 runs only on materialized parameters, so a copy with FSDP is
-  then moved with ``to_empty`` under ``FakeTensorMode``: fake tensors, nothing allocated.
+  ranks, FSDP across them. The copy stays on the meta device; torchflops' passes run FSDP on
+  meta stand-ins (``_sharded``).
 """
 from __future__ import annotations
 
@@ -354,16 +354,11 @@ class Parallel:
             _check_divisible(model, self.plan if self.plan is not None else standard_plan(model), self.tp)
 
     def apply(self, model: nn.Module) -> nn.Module:
-        """A copy of ``model`` with the plan on it, its tensors on the meta device (with FSDP:
-        fake tensors, see the module docstring); ``model`` is untouched, no weight is copied."""
+        """A copy of ``model`` with the plan on it, its tensors on the meta device; ``model`` is
+        untouched, no weight is copied. (FSDP runs such a copy only in torchflops' passes: its
+        own forward refuses meta parameters.)"""
         self.check(model)
-        planned = plan_in_place(_meta_copy(_unwrapped(model)), self.mesh, self.tp, self.fsdp, self.plan)
-        if self.fsdp > 1:
-            from torch._subclasses.fake_tensor import FakeTensorMode
-
-            with FakeTensorMode(allow_non_fake_inputs=True):
-                planned.to_empty(device="cpu")
-        return planned
+        return plan_in_place(_meta_copy(_unwrapped(model)), self.mesh, self.tp, self.fsdp, self.plan)
 
     def count(self, model: nn.Module, *inputs: Any, **options: Any) -> Profile:
         """``count`` (same inputs and options) of the planned copy of ``model``, shape-only."""
