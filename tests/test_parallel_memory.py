@@ -263,6 +263,23 @@ def test_adams_state_is_made_as_its_first_step_makes_it():
             assert ours == theirs and len(ours) == 4
 
 
+def test_real_parameters_counted_on_the_cpu():
+    """``device="cpu"`` counts an FSDP model with real CPU parameters on them (FSDP's buffers
+    made where it makes them); the memory replay still runs on meta stand-ins. Oracles: the
+    unsharded MLP's FlopCounterMode count, and FSDPMemTracker's peaks."""
+    sizes, batch = (64, 256, 64), 4
+    plain = mlp(sizes)
+    forward, _ = flop_counter(plain, torch.zeros(batch, sizes[0]))
+    with fake_group(8) as mesh:
+        profile = tf.count(built("cpu", lambda: mlp(sizes), mesh), torch.zeros(batch, sizes[0]), device="cpu")
+        memory = profile.memory("adamw")
+        inference, training = tracker_peaks(lambda: sharded(mlp(sizes), mesh), (batch, sizes[0]),
+                                            torch.optim.AdamW)
+    assert profile.meta["device"] == "cpu"
+    assert profile.total.flops == forward
+    assert (memory.peak_inference, memory.peak_training) == (inference, training)
+
+
 def test_real_parameters_are_not_gathered():
     """A model with real CPU parameters is counted on meta stand-ins: FSDP's all-gathers (64 MiB
     per layer here) allocate nothing; a real forward allocates them."""

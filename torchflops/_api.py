@@ -353,9 +353,7 @@ class _Pass:
                     sharded.adopt()
                     session = Session(model, self.resolver, self.modules, keep_saved=False,
                                       shape_only=self.device.type == "meta")
-                    if sharded.states:
-                        session.storages.resizable = sharded.resizable
-                        session.redirect = sharded.devices() if not fake else frozenset()
+                    sharded.follow(session)
                     with session:
                         model(*args, **kw)
                 finally:
@@ -404,9 +402,7 @@ class _Pass:
                     step = _warm_optimizer(optimizer, trainable) if train else None
                     session = Session(model, self.resolver, self.modules, keep_saved=train, shortcuts=False,
                                       whole_thread=train)
-                    if sharded.states:
-                        session.storages.resizable = sharded.resizable
-                        session.redirect = sharded.devices() if not (fake or real) else frozenset()
+                    sharded.follow(session)
                     with session:
                         if step is not None:
                             session.storages.hold(iter_tensors(list(step.state.values())))

@@ -16,17 +16,20 @@ The stand-ins are meta tensors, as for any other model. FSDP refuses meta parame
 initialisation and leaves a meta shard unpadded; for the pass its check is switched off (on each
 parameter group, an attribute put back with the rest) and the shards are padded as it pads real
 ones. FSDP makes its buffers on its own device (the mesh's): the pass's dispatch recorder makes
-them on meta instead (``devices``). Fake tensors would do too, at about 200 us an operation
+them on meta instead (``follow``). Fake tensors would do too, at about 200 us an operation
 against a few for meta.
 """
 from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._capture import Session
 
 __all__ = ["Sharded", "fsdp_states", "is_dtensor", "dtensor_standin", "local", "padded_bytes"]
 
@@ -152,10 +155,14 @@ class Sharded:
             for param in group.fsdp_params:
                 _pad_meta(param)
 
-    def devices(self) -> frozenset[torch.device]:
-        """The devices FSDP makes its buffers on (its mesh's): a pass on meta stand-ins makes
-        them on meta."""
-        return frozenset(group.device for group in self._groups)
+    def follow(self, session: Session) -> None:
+        """Point ``session`` at FSDP's in-place storage changes (``resizable``) and, on meta
+        stand-ins, at the devices FSDP makes its buffers on (its mesh's), to be made on meta."""
+        if not self.states:
+            return
+        session.storages.resizable = self.resizable
+        if all(p.sharded_param._local_tensor.is_meta for g in self._groups for p in g.fsdp_params):
+            session.redirect = frozenset(group.device for group in self._groups)
 
     def resizable(self) -> Iterator[torch.Tensor]:
         """The tensors whose storages FSDP may have freed or re-allocated in place since the last
